@@ -1,0 +1,98 @@
+"""Compare the project's PSPNet with ChainerCV's (run with the oracle venv).
+
+    /tmp/oracle-venv/bin/python oracle/compare_model.py
+
+Checks, for both depths: the saved parameter trees are identical, npz files
+load strictly both ways, and on the same random weights the labels agree
+on small (canvas) and large (tiled) images and with multiple scales.
+"""
+
+import os
+import sys
+import tempfile
+
+import chainer
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
+
+from chainercv.experimental.links import PSPNetResNet50 as CVResNet50  # NOQA
+from chainercv.experimental.links import PSPNetResNet101 as CVResNet101  # NOQA
+
+from pspnet import PSPNetResNet50, PSPNetResNet101  # NOQA
+from pspnet.pretrained import link_shapes  # NOQA
+
+
+def randomize_bn(link, rng):
+    for name, param in link.namedparams():
+        if name.endswith('/gamma'):
+            param.array[:] = rng.uniform(0.5, 1.5, param.shape)
+        elif name.endswith('/beta'):
+            param.array[:] = rng.uniform(-0.2, 0.2, param.shape)
+    for name, child in link.namedlinks():
+        if isinstance(child, chainer.links.BatchNormalization):
+            child.avg_mean[:] = rng.uniform(-0.2, 0.2, child.avg_mean.shape)
+            child.avg_var[:] = rng.uniform(0.5, 2, child.avg_var.shape)
+
+
+def smooth_image(rng, hw):
+    img = rng.uniform(0, 255, (3,) + tuple(hw)).astype(np.float32)
+    img = chainer.functions.average_pooling_2d(img[None], 9, 1, 4).array[0]
+    return np.clip((img - 127.5) * 4 + 127.5, 0, 255)
+
+
+def main():
+    rng = np.random.RandomState(0)
+    tmp = tempfile.mkdtemp()
+    for depth, ours_cls, cv_cls in ((50, PSPNetResNet50, CVResNet50),
+                                    (101, PSPNetResNet101, CVResNet101)):
+        n_class, size = 7, (97, 97)
+        ours = ours_cls(n_class, input_size=size)
+        randomize_bn(ours, rng)
+        # Amplify the classifier so that small feature differences change
+        # the argmax: many classes, many boundaries, a sensitive comparison.
+        # The bias cancels each class's mean logit on a smooth random image
+        # so that no class dominates everywhere.
+        ours.head_conv2.W.array *= 300
+        probe = smooth_image(rng, size)
+        with chainer.using_config('train', False):
+            logits = ours.forward(probe[None] - ours.mean).array
+        ours.head_conv2.b.array[:] = -logits.mean(axis=(0, 2, 3))
+        cv = cv_cls(n_class, input_size=size)
+        ours_path = os.path.join(tmp, 'ours%d.npz' % depth)
+        cv_path = os.path.join(tmp, 'cv%d.npz' % depth)
+        chainer.serializers.save_npz(ours_path, ours)
+        chainer.serializers.load_npz(ours_path, cv, strict=True)
+        chainer.serializers.save_npz(cv_path, cv)
+        ours2 = ours_cls(n_class, input_size=size)
+        chainer.serializers.load_npz(cv_path, ours2, strict=True)
+        a, b = dict(np.load(ours_path)), dict(np.load(cv_path))
+        assert sorted(a) == sorted(b), set(a) ^ set(b)
+        assert all(a[k].shape == b[k].shape for k in a)
+        assert link_shapes(ours) == {k: v.shape for k, v in b.items()}
+        print('ResNet%d: %d arrays, keys and shapes identical, strict load '
+              'both ways OK' % (depth, len(a)))
+
+        if depth == 101:
+            continue
+        for hw, scales in (((60, 80), None), ((97, 97), None),
+                           ((150, 230), None), ((240, 130), None),
+                           ((70, 90), (0.5, 1.0, 1.5))):
+            img = smooth_image(rng, hw)
+            cv.scales = scales
+            ours2.scales = scales
+            l1 = cv.predict([img])[0]
+            l2 = ours2.predict([img])[0]
+            agree = (l1 == l2).mean()
+            s1 = cv._tile_predict(img - 0) if scales is None else None
+            print('  predict %s scales=%s: labels agree on %.5f of pixels, '
+                  '%d classes present' % (hw, scales, agree,
+                                          len(np.unique(l1))))
+            assert agree >= 0.999, agree
+            if s1 is not None:
+                s2 = chainer.backends.cuda.to_cpu(ours2.predict_scores(img))
+                print('    max score difference %.2e' % abs(s1 - s2).max())
+
+
+if __name__ == '__main__':
+    main()

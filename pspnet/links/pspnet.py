@@ -1,0 +1,270 @@
+"""PSPNet (Zhao et al., "Pyramid Scene Parsing Network", CVPR 2017).
+
+The parameter tree is ChainerCV 0.13.1's (``chainercv.experimental.links.
+PSPNetResNet50/101``): files saved by either load into the other.
+"""
+
+import math
+
+import chainer
+import chainer.functions as F
+import chainer.links as L
+import numpy as np
+from chainer import initializers
+
+from pspnet import pretrained as _pretrained
+from pspnet import transforms
+from pspnet.errors import UserError
+from pspnet.links.conv_2d_bn_activ import Conv2DBNActiv
+from pspnet.links.resnet import DilatedResNet
+
+#: Per-channel RGB mean subtracted from images, shape (3, 1, 1), float32.
+IMAGENET_MEAN = np.array(
+    (123.68, 116.779, 103.939), dtype=np.float32)[:, None, None]
+
+PYRAMID_BINS = (6, 3, 2, 1)
+
+#: The smallest input size whose feature map has room for 6 x 6 bins.
+MIN_INPUT_SIZE = 48
+
+
+class PyramidPoolingModule(chainer.ChainList):
+    """Average pooling at four grid sizes, a 1x1 conv-BN-ReLU per grid,
+    bilinear upsampling, and concatenation with the input.
+
+    Children 0 to 3 belong to bins 6, 3, 2 and 1.
+
+    Args:
+        in_channels (int): Channels of the feature map (2048).
+        feat_size (tuple of ints): (h, w) the pooling windows are sized for:
+            the window of bin ``b`` is ``(h // b, w // b)``, stride equal.
+
+    Call:
+        x: (B, C, h, w) float32. Returns (B, 2 C, h, w) float32.
+    """
+
+    def __init__(self, in_channels, feat_size, bins=PYRAMID_BINS,
+                 initialW=None, bn_kwargs=None):
+        out_channels = in_channels // len(bins)
+        super(PyramidPoolingModule, self).__init__(*[
+            Conv2DBNActiv(in_channels, out_channels, 1, initialW=initialW,
+                          bn_kwargs=bn_kwargs)
+            for _ in bins])
+        self.bins = tuple(bins)
+        self.ksizes = [(feat_size[0] // b, feat_size[1] // b) for b in bins]
+
+    def forward(self, x):
+        H, W = x.shape[2:]
+        ys = [x]
+        for branch, ksize in zip(self, self.ksizes):
+            y = branch(F.average_pooling_2d(x, ksize, ksize))
+            ys.append(F.resize_images(y, (H, W)))
+        return F.concat(ys, axis=1)
+
+
+def _as_size(size):
+    if isinstance(size, (list, tuple)):
+        size = tuple(int(s) for s in size)
+    else:
+        size = (int(size), int(size))
+    if len(size) != 2 or min(size) < MIN_INPUT_SIZE:
+        raise UserError('input size {} is too small; use at least {} (the '
+                        'presets use 713 and 473)'.format(size,
+                                                          MIN_INPUT_SIZE))
+    return size
+
+
+class PSPNet(chainer.Chain):
+    """Pyramid Scene Parsing Network on a dilated ResNet.
+
+    Use :class:`PSPNetResNet50` or :class:`PSPNetResNet101`.
+
+    Args:
+        n_class (int): Number of classes. Taken from the weights when
+            ``pretrained_model`` is a preset or a file and this is None.
+        pretrained_model (str): ``'cityscapes'`` (19 classes, input 713),
+            ``'ade20k'`` (150 classes, input 473), ``'imagenet'`` (the
+            extractor only; give ``n_class``), the path of an npz file, or
+            None for random weights. Presets are downloaded once into
+            Chainer's dataset cache.
+        input_size (int or tuple of ints): (height, width) of the network
+            input; the preset's, else 713.
+        initialW (callable): Initializer of the convolution weights.
+
+    Attributes:
+        scales (tuple of floats or None): Scales for multi-scale prediction;
+            None predicts at the original scale only.
+        flip (bool): Average every prediction with that of the horizontally
+            flipped image (True, as in ChainerCV).
+        mean (numpy.ndarray): (3, 1, 1) float32 mean subtracted from images.
+    """
+
+    _n_layer = None
+
+    def __init__(self, n_class=None, pretrained_model=None, input_size=None,
+                 initialW=None):
+        super(PSPNet, self).__init__()
+        extractor_weights = None
+        if pretrained_model == 'imagenet':
+            extractor_weights = _pretrained.resolve('imagenet',
+                                                    self._n_layer)[1]
+            param, path = {}, None
+        else:
+            param, path = _pretrained.resolve(pretrained_model,
+                                              self._n_layer)
+        if 'n_class' in param:
+            if n_class is not None and n_class != param['n_class']:
+                raise UserError(
+                    'the {!r} weights have {} classes, not {}; drop n_class '
+                    'or use other weights'.format(
+                        pretrained_model, param['n_class'], n_class))
+            n_class = param['n_class']
+        elif path is not None and n_class is None:
+            n_class = _pretrained.n_class_of(path)
+        if n_class is None:
+            raise UserError('n_class must be given when the weights do not '
+                            'fix it (pretrained_model={!r})'.format(
+                                pretrained_model))
+        if input_size is None:
+            input_size = param.get('input_size', (713, 713))
+        self.input_size = _as_size(input_size)
+        if initialW is None and (path or extractor_weights):
+            initialW = initializers.Zero()  # overwritten; skip random init
+
+        self.scales = None
+        self.flip = True
+        self.mean = IMAGENET_MEAN
+        feat_size = (self.input_size[0] // 8, self.input_size[1] // 8)
+        with self.init_scope():
+            self.extractor = DilatedResNet(self._n_layer, initialW=initialW)
+            self.ppm = PyramidPoolingModule(2048, feat_size,
+                                            initialW=initialW)
+            self.head_conv1 = Conv2DBNActiv(4096, 512, 3, 1, 1,
+                                            initialW=initialW)
+            self.head_conv2 = L.Convolution2D(512, n_class, 1, 1, 0,
+                                              nobias=False,
+                                              initialW=initialW)
+        if extractor_weights:
+            _pretrained.load_npz(self.extractor, extractor_weights,
+                                 'a ResNet{} extractor'.format(self._n_layer))
+        if path:
+            _pretrained.load_npz(
+                self, path, 'PSPNetResNet{} with {} classes'.format(
+                    self._n_layer, n_class))
+
+    @property
+    def n_class(self):
+        return self.head_conv2.out_channels
+
+    def forward(self, x):
+        """Class scores before softmax.
+
+        Args:
+            x: (B, 3, H, W) float32, mean-subtracted RGB.
+
+        Returns:
+            chainer.Variable: (B, n_class, H, W) float32 logits.
+        """
+        _, res5 = self.extractor(x)
+        h = self.head_conv2(self.head_conv1(self.ppm(res5)))
+        return F.resize_images(h, x.shape[2:])
+
+    def predict(self, imgs):
+        """Segment images.
+
+        Args:
+            imgs (iterable of numpy.ndarray): (3, H, W) RGB images, float
+                values in [0, 255]; sizes may differ.
+
+        Returns:
+            list of numpy.ndarray: (H, W) int32 labels in [0, n_class), one
+            per image, each of its image's size.
+        """
+        labels = []
+        for img in imgs:
+            scores = self.predict_scores(img)
+            labels.append(chainer.backends.cuda.to_cpu(
+                scores.argmax(axis=0).astype(np.int32)))
+        return labels
+
+    def predict_scores(self, img):
+        """Class probabilities of one image, averaged over scales (and flips).
+
+        Args:
+            img (numpy.ndarray): (3, H, W) RGB, values in [0, 255].
+
+        Returns:
+            numpy.ndarray or cupy.ndarray: (n_class, H, W) float32 softmax
+            scores on the model's device.
+        """
+        img = np.asarray(chainer.backends.cuda.to_cpu(img), dtype=np.float32)
+        if img.ndim != 3 or img.shape[0] != 3:
+            raise ValueError('expected a (3, H, W) image, got shape {}'
+                             .format(img.shape))
+        H, W = img.shape[1:]
+        with chainer.using_config('train', False), \
+                chainer.no_backprop_mode():
+            if not self.scales:
+                return self._single_scale_scores(img)
+            total = None
+            for scale in self.scales:
+                size = (int(H * scale), int(W * scale))
+                scaled = img if size == (H, W) else transforms.resize(
+                    img, size)
+                scores = self._single_scale_scores(scaled)
+                if size != (H, W):
+                    scores = F.resize_images(scores[None], (H, W)).array[0]
+                total = scores if total is None else total + scores
+            return total / len(self.scales)
+
+    def _network_scores(self, x):
+        """Softmax scores of a batch, flip-averaged when ``self.flip``.
+
+        x: (B, 3, h, w) mean-subtracted array on the model's device.
+        Returns (B, n_class, h, w) float32 on the device.
+        """
+        if self.flip:
+            batch = self.xp.concatenate([x, x[:, :, :, ::-1]])
+            scores = F.softmax(self.forward(batch)).array
+            n = len(x)
+            return (scores[:n] + scores[n:, :, :, ::-1]) / 2
+        return F.softmax(self.forward(x)).array
+
+    def _single_scale_scores(self, img):
+        xp = self.xp
+        H, W = img.shape[1:]
+        size = self.input_size
+        if max(H, W) > max(size):
+            x = xp.asarray(img - self.mean)
+            stride = tuple(int(math.ceil(s * 2 / 3)) for s in size)
+            total = xp.zeros((self.n_class, H, W), dtype=np.float32)
+            count = xp.zeros((1, H, W), dtype=np.float32)
+            for corner in transforms.sliding_windows(H, W, size, stride):
+                (iy, ix), (wy, wx) = transforms.window_slices(
+                    corner, size, H, W)
+                window = xp.zeros((1, 3) + size, dtype=np.float32)
+                window[0, :, wy, wx] = x[:, iy, ix]
+                total[:, iy, ix] += self._network_scores(window)[0, :, wy, wx]
+                count[:, iy, ix] += 1
+            return total / count
+        fitted = transforms.resize_to_fit(img - self.mean, size)
+        h, w = fitted.shape[1:]
+        y0, x0 = (size[0] - h) // 2, (size[1] - w) // 2
+        canvas = xp.zeros((1, 3) + size, dtype=np.float32)
+        canvas[0, :, y0:y0 + h, x0:x0 + w] = xp.asarray(fitted)
+        scores = self._network_scores(canvas)[:, :, y0:y0 + h, x0:x0 + w]
+        if (h, w) != (H, W):
+            scores = F.resize_images(scores, (H, W)).array
+        return scores[0]
+
+
+class PSPNetResNet50(PSPNet):
+    """PSPNet on a dilated ResNet50. See :class:`PSPNet`."""
+
+    _n_layer = 50
+
+
+class PSPNetResNet101(PSPNet):
+    """PSPNet on a dilated ResNet101. See :class:`PSPNet`."""
+
+    _n_layer = 101
