@@ -10,7 +10,7 @@ import functools
 import sys
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """An error caused by user input, with a one-line, actionable message."""
 
 
