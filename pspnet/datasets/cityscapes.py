@@ -1,0 +1,100 @@
+"""Cityscapes (https://www.cityscapes-dataset.com) semantic segmentation."""
+
+import glob
+import os
+
+import numpy as np
+
+from pspnet.datasets import base
+from pspnet.datasets.cityscapes_labels import cityscapes_id_to_train_id
+from pspnet.datasets.download import dataset_root
+from pspnet.errors import UserError
+
+_SPLITS = {'fine': ('train', 'val', 'test'),
+           'coarse': ('train', 'train_extra', 'val')}
+
+# Label id -> train id for every 8-bit value; ids ignored in evaluation -> -1.
+_TRAIN_ID_LUT = np.full(256, -1, dtype=np.int32)
+for _id, _train_id in cityscapes_id_to_train_id.items():
+    _TRAIN_ID_LUT[_id] = _train_id
+
+
+def _where_to_put(data_dir, label_folder):
+    return ('download leftImg8bit_trainvaltest.zip and {}_trainvaltest.zip '
+            '(gtCoarse.zip for coarse labels) from '
+            'https://www.cityscapes-dataset.com/downloads/ and extract them '
+            'so that {} and {} exist, or pass the folder holding them as '
+            'data_dir (--data-dir)'.format(
+                label_folder, os.path.join(data_dir, 'leftImg8bit'),
+                os.path.join(data_dir, label_folder)))
+
+
+class CityscapesSemanticSegmentationDataset(base.SegmentationDataset):
+    """Cityscapes images with their pixel-level labels.
+
+    The folder layout is the one of the official archives::
+
+        data_dir/leftImg8bit/{split}/{city}/{name}_leftImg8bit.png
+        data_dir/gtFine/{split}/{city}/{name}_gtFine_labelIds.png
+        data_dir/gtCoarse/{split}/{city}/{name}_gtCoarse_labelIds.png
+
+    Cityscapes may not be redistributed: download it yourself (see
+    README). Items are sorted by city, then by file name.
+
+    Args:
+        data_dir (str): Folder holding ``leftImg8bit`` and ``gtFine`` (or
+            ``gtCoarse``); ``'auto'`` is
+            ``$CHAINER_DATASET_ROOT/pfnet/chainercv/cityscapes``.
+        label_resolution ({'fine', 'coarse'}): ``gtFine`` or ``gtCoarse``
+            labels; None means ``'fine'``.
+        split (str): ``'train'``, ``'val'`` or ``'test'`` (fine), or
+            ``'train'``, ``'train_extra'`` or ``'val'`` (coarse).
+        ignore_labels (bool): Map label ids to the 19 train ids, every id
+            ignored in evaluation to -1 (True), or return the raw label ids
+            0 to 33 (False).
+
+    Each item is ``(img, label)``:
+
+    * img: (3, H, W) float32 RGB, values in [0, 255].
+    * label: (H, W) int32, train ids in [-1, 18] (-1: ignored), or label
+      ids in [0, 33] when ``ignore_labels`` is False.
+    """
+
+    def __init__(self, data_dir='auto', label_resolution=None, split='train',
+                 ignore_labels=True):
+        if label_resolution is None:
+            label_resolution = 'fine'
+        if label_resolution not in _SPLITS:
+            raise UserError("label_resolution must be 'fine' or 'coarse', "
+                            'not {!r}'.format(label_resolution))
+        if split not in _SPLITS[label_resolution]:
+            raise UserError('Cityscapes has no {!r} split with {} labels; use '
+                            'one of {}'.format(
+                                split, label_resolution,
+                                ', '.join(_SPLITS[label_resolution])))
+        if data_dir == 'auto':
+            data_dir = dataset_root('cityscapes')
+        label_folder = 'gtFine' if label_resolution == 'fine' else 'gtCoarse'
+        fix = _where_to_put(data_dir, label_folder)
+        img_dir = os.path.join(data_dir, 'leftImg8bit', split)
+        label_dir = os.path.join(data_dir, label_folder, split)
+        base.require_dir(img_dir, 'Cityscapes image', fix)
+        base.require_dir(label_dir, 'Cityscapes label', fix)
+
+        self.img_paths = sorted(glob.glob(
+            os.path.join(img_dir, '*', '*_leftImg8bit.png')))
+        base.require_files(self.img_paths, img_dir,
+                           '{city}/*_leftImg8bit.png', fix)
+        suffix = '_{}_labelIds.png'.format(label_folder)
+        self.label_paths = [
+            os.path.join(label_dir, os.path.basename(os.path.dirname(path)),
+                         os.path.basename(path)[:-len('_leftImg8bit.png')]
+                         + suffix)
+            for path in self.img_paths]
+        base.require_labels(self.img_paths, self.label_paths, fix)
+        self.ignore_labels = ignore_labels
+
+    def convert_label(self, raw):
+        if not self.ignore_labels:
+            return raw
+        return _TRAIN_ID_LUT[np.minimum(raw, 255)]

@@ -1,0 +1,83 @@
+"""PASCAL VOC 2012 (http://host.robots.ox.ac.uk/pascal/VOC/voc2012/)
+semantic segmentation, 21 classes."""
+
+import os
+
+from pspnet.datasets import base
+from pspnet.datasets.download import fetch_dataset
+from pspnet.errors import UserError
+
+#: The VOC 2012 training and validation archive (1.9 GB).
+URL = ('http://host.robots.ox.ac.uk/pascal/VOC/voc2012/'
+       'VOCtrainval_11-May-2012.tar')
+
+_SPLITS = ('train', 'val', 'trainval')
+_DEVKIT = os.path.join('VOCdevkit', 'VOC2012')
+
+
+def _split_file(voc_dir, split):
+    return os.path.join(voc_dir, 'ImageSets', 'Segmentation', split + '.txt')
+
+
+class VOCSemanticSegmentationDataset(base.SegmentationDataset):
+    """VOC 2012 images with their segmentation labels.
+
+    The folder layout is the one of ``VOCtrainval_11-May-2012.tar``::
+
+        data_dir/ImageSets/Segmentation/{train,val,trainval}.txt
+        data_dir/JPEGImages/{id}.jpg
+        data_dir/SegmentationClass/{id}.png   (palette PNG)
+
+    Items are in the order of the split file (sorted in the release).
+
+    Args:
+        data_dir (str): The ``VOC2012`` folder (or a folder holding
+            ``VOCdevkit/VOC2012``); ``'auto'`` downloads the archive once
+            into ``$CHAINER_DATASET_ROOT/pfnet/chainercv/voc``.
+        split ({'train', 'val', 'trainval'}): Image list to use.
+
+    Each item is ``(img, label)``:
+
+    * img: (3, H, W) float32 RGB, values in [0, 255].
+    * label: (H, W) int32 class ids in [0, 20], -1 for the borders and
+      difficult regions (255 in the files).
+    """
+
+    def __init__(self, data_dir='auto', split='train'):
+        if split not in _SPLITS:
+            raise UserError('VOC has no {!r} split; use one of {}'.format(
+                split, ', '.join(_SPLITS)))
+        if data_dir == 'auto':
+            data_dir = os.path.join(fetch_dataset(
+                'voc', URL, lambda root: os.path.isfile(
+                    _split_file(os.path.join(root, _DEVKIT), split))),
+                _DEVKIT)
+        elif (not os.path.isdir(os.path.join(data_dir, 'ImageSets'))
+              and os.path.isdir(os.path.join(data_dir, _DEVKIT))):
+            data_dir = os.path.join(data_dir, _DEVKIT)
+        fix = ('extract VOCtrainval_11-May-2012.tar from {} and pass its '
+               "VOCdevkit/VOC2012 folder as data_dir, or data_dir='auto' to "
+               'download it'.format(URL))
+        split_file = _split_file(data_dir, split)
+        if not os.path.isfile(split_file):
+            raise UserError('VOC split file {} does not exist; {}'.format(
+                split_file, fix))
+        with open(split_file) as f:
+            self.ids = [line.strip() for line in f if line.strip()]
+        if not self.ids:
+            raise UserError('VOC split file {} lists no images; {}'.format(
+                split_file, fix))
+        self.img_paths = [os.path.join(data_dir, 'JPEGImages', id_ + '.jpg')
+                          for id_ in self.ids]
+        self.label_paths = [
+            os.path.join(data_dir, 'SegmentationClass', id_ + '.png')
+            for id_ in self.ids]
+        for img_path in self.img_paths:
+            if not os.path.isfile(img_path):
+                raise UserError('image {} listed in {} does not exist; {}'
+                                .format(img_path, split_file, fix))
+        base.require_labels(self.img_paths, self.label_paths, fix)
+
+    def convert_label(self, raw):
+        raw[raw == 255] = -1
+        return raw

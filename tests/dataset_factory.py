@@ -1,0 +1,229 @@
+"""Tiny datasets in the real on-disk layouts of Cityscapes, ADE20K and VOC.
+
+Each ``make_*`` function writes a few small images with their label files
+under ``root`` and returns the folder to pass as ``data_dir``. Contents are
+deterministic for a given ``seed``.
+
+Labels are random blocks of class ids; every image holds ignored pixels,
+and every class id when the image has enough blocks. With
+``learnable=True`` every pixel of an image has the colour of its class
+(plus a little noise), so a model can learn the labels from the images;
+ignored pixels get random colours.
+"""
+
+import os
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from pspnet.datasets import ade20k_semantic_segmentation_label_colors
+from pspnet.datasets import cityscapes_labels
+from pspnet.datasets import voc_palette
+
+#: Cityscapes label ids of the 19 evaluated classes, in train-id order.
+CITYSCAPES_EVALUATED_IDS = tuple(
+    label.id for label in sorted(cityscapes_labels,
+                                 key=lambda label: label.train_id)
+    if not label.ignore_in_eval)
+CITYSCAPES_IGNORED_IDS = tuple(
+    label.id for label in cityscapes_labels
+    if label.ignore_in_eval and label.id >= 0)
+_CITYSCAPES_COLORS = {label.id: label.color for label in cityscapes_labels}
+_CITYSCAPES_COLOR_LUT = np.zeros((256, 3), dtype=np.uint8)
+for _label in cityscapes_labels:
+    if _label.id >= 0:
+        _CITYSCAPES_COLOR_LUT[_label.id] = _label.color
+
+DEFAULT_CITIES = ('aachen', 'bochum', 'zurich')
+
+
+def _block_labels(rng, size, values, ignored):
+    """(H, W) map of random ``values`` and ``ignored`` values in square
+    blocks, about 8 x 8 blocks per image; every ignored value appears, and
+    every other value too when there are enough blocks."""
+    h, w = size
+    block = max(1, min(h, w) // 8)
+    shape = (-(-h // block), -(-w // block))
+    n_blocks = shape[0] * shape[1]
+    values = np.concatenate([ignored, rng.permutation(values)])
+    small = rng.choice(values, size=n_blocks)
+    small[:min(len(values), n_blocks)] = values[:n_blocks]
+    small = rng.permutation(small).reshape(shape)
+    return np.repeat(np.repeat(small, block, 0), block, 1)[:h, :w]
+
+
+def _image_for(rng, raw, colors, learnable):
+    """(H, W, 3) uint8 RGB image for the raw label map ``raw``.
+
+    ``colors`` maps raw values to RGB; values missing from it (ignored)
+    get random colours."""
+    h, w = raw.shape
+    if not learnable:
+        return rng.randint(0, 256, size=(h, w, 3)).astype(np.uint8)
+    img = rng.randint(0, 256, size=(h, w, 3)).astype(np.int32)
+    for value in np.unique(raw):
+        if int(value) in colors:
+            img[raw == value] = colors[int(value)]
+    img += rng.randint(-8, 9, size=img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _write_rgb(path, rgb):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if not cv2.imwrite(path, np.ascontiguousarray(rgb[:, :, ::-1])):
+        raise IOError('could not write ' + path)
+
+
+def _write_gray(path, values):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if not cv2.imwrite(path, values.astype(np.uint8)):
+        raise IOError('could not write ' + path)
+
+
+def _write_palette(path, values, palette):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    h, w = values.shape
+    img = Image.frombytes('P', (w, h), values.astype(np.uint8).tobytes())
+    img.putpalette([c for color in palette for c in color])
+    img.save(path)
+
+
+def make_cityscapes(root, splits=('train', 'val'), cities=DEFAULT_CITIES,
+                    n_per_city=2, size=(64, 96), label_resolution='fine',
+                    learnable=False, train_ids=None, seed=0):
+    """Write ``leftImg8bit/{split}/{city}/*_leftImg8bit.png`` and
+    ``gtFine/{split}/{city}/*_gtFine_labelIds.png`` (and ``*_color.png``).
+
+    Args:
+        root (str): Folder to create the dataset in.
+        splits (tuple of str): Splits to write.
+        cities (tuple of str): City folders per split.
+        n_per_city (int): Images per city.
+        size (tuple of ints): (height, width) of every image.
+        label_resolution ({'fine', 'coarse'}): ``gtFine`` or ``gtCoarse``.
+        learnable (bool): Colour pixels by class (see module docstring).
+        train_ids (tuple of ints): Train ids that appear in the labels
+            (default: all 19); ignored ids appear too.
+        seed (int): Random seed.
+
+    Returns:
+        str: ``root``, the ``data_dir`` of the dataset.
+    """
+    rng = np.random.RandomState(seed)
+    folder = 'gtFine' if label_resolution == 'fine' else 'gtCoarse'
+    if train_ids is None:
+        train_ids = range(19)
+    values = [CITYSCAPES_EVALUATED_IDS[t] for t in train_ids]
+    ignored = list(CITYSCAPES_IGNORED_IDS[:3])
+    for split in splits:
+        for city in cities:
+            for k in range(n_per_city):
+                stem = '{}_{:06d}_{:06d}'.format(city, k, 19)
+                raw = _block_labels(rng, size, values, ignored)
+                _write_rgb(os.path.join(root, 'leftImg8bit', split, city,
+                                        stem + '_leftImg8bit.png'),
+                           _image_for(rng, raw, {
+                               i: _CITYSCAPES_COLORS[i]
+                               for i in CITYSCAPES_EVALUATED_IDS},
+                               learnable))
+                label_dir = os.path.join(root, folder, split, city)
+                _write_gray(os.path.join(
+                    label_dir, '{}_{}_labelIds.png'.format(stem, folder)),
+                    raw)
+                _write_rgb(os.path.join(
+                    label_dir, '{}_{}_color.png'.format(stem, folder)),
+                    _CITYSCAPES_COLOR_LUT[raw])
+    return root
+
+
+def make_ade20k(root, splits=('train', 'val'), n_images=3, size=(64, 96),
+                learnable=False, class_ids=None, seed=0):
+    """Write ``ADEChallengeData2016/images/{training,validation}/*.jpg`` and
+    ``annotations/.../*.png`` (0: unlabelled, k: class k - 1).
+
+    Args:
+        root (str): Folder to create ``ADEChallengeData2016`` in.
+        splits (tuple of str): ``'train'`` and/or ``'val'``.
+        n_images (int): Images per split.
+        size (tuple of ints): (height, width) of every image.
+        learnable (bool): Colour pixels by class (see module docstring).
+        class_ids (tuple of ints): Class ids (0 to 149) that appear
+            (default: 0 to 149); unlabelled pixels appear too.
+        seed (int): Random seed.
+
+    Returns:
+        str: ``root``, the ``data_dir`` of the dataset.
+    """
+    rng = np.random.RandomState(seed)
+    if class_ids is None:
+        class_ids = range(150)
+    values = [c + 1 for c in class_ids]
+    colors = {c + 1: ade20k_semantic_segmentation_label_colors[c]
+              for c in range(150)}
+    base = os.path.join(root, 'ADEChallengeData2016')
+    for split in splits:
+        folder = {'train': 'training', 'val': 'validation'}[split]
+        for k in range(n_images):
+            stem = 'ADE_{}_{:08d}'.format(split, k + 1)
+            raw = _block_labels(rng, size, values, [0])
+            _write_rgb(os.path.join(base, 'images', folder, stem + '.jpg'),
+                       _image_for(rng, raw, colors, learnable))
+            _write_gray(os.path.join(base, 'annotations', folder,
+                                     stem + '.png'), raw)
+    return root
+
+
+def make_voc(root, splits=('train', 'val'), n_images=3, size=(64, 96),
+             learnable=False, class_ids=None, seed=0):
+    """Write a ``VOC2012`` folder: ``JPEGImages/*.jpg``, palette PNGs in
+    ``SegmentationClass`` (255: border), and
+    ``ImageSets/Segmentation/{split}.txt`` (``trainval.txt`` too when both
+    train and val are written).
+
+    Args:
+        root (str): Folder to create ``VOCdevkit/VOC2012`` in.
+        splits (tuple of str): ``'train'`` and/or ``'val'``.
+        n_images (int): Images per split.
+        size (tuple of ints): (height, width) of every image.
+        learnable (bool): Colour pixels by class (see module docstring).
+        class_ids (tuple of ints): Class ids (0 to 20) that appear
+            (default: all); border pixels appear too.
+        seed (int): Random seed.
+
+    Returns:
+        str: The ``VOCdevkit/VOC2012`` folder, the ``data_dir``.
+    """
+    rng = np.random.RandomState(seed)
+    if class_ids is None:
+        class_ids = range(21)
+    values = list(class_ids)
+    colors = {c: voc_palette[c] for c in range(21)}
+    base = os.path.join(root, 'VOCdevkit', 'VOC2012')
+    lists = {}
+    for s, split in enumerate(splits):
+        ids = ['2007_{:06d}'.format(100 * s + k) for k in range(n_images)]
+        lists[split] = ids
+        for id_ in ids:
+            raw = _block_labels(rng, size, values, [255])
+            _write_rgb(os.path.join(base, 'JPEGImages', id_ + '.jpg'),
+                       _image_for(rng, raw, colors, learnable))
+            _write_palette(os.path.join(base, 'SegmentationClass',
+                                        id_ + '.png'), raw, voc_palette)
+    if 'train' in lists and 'val' in lists:
+        lists['trainval'] = sorted(lists['train'] + lists['val'])
+    list_dir = os.path.join(base, 'ImageSets', 'Segmentation')
+    os.makedirs(list_dir, exist_ok=True)
+    for split, ids in lists.items():
+        with open(os.path.join(list_dir, split + '.txt'), 'w') as f:
+            f.write(''.join(id_ + '\n' for id_ in ids))
+    return base
+
+
+MAKERS = {'cityscapes': make_cityscapes, 'ade20k': make_ade20k,
+          'voc': make_voc}
+
+
+def make_dataset(name, root, **kwargs):
+    """``make_cityscapes``, ``make_ade20k`` or ``make_voc`` by name."""
+    return MAKERS[name](root, **kwargs)
