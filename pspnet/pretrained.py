@@ -112,21 +112,18 @@ def read_npz_shapes(path):
     Raises:
         UserError: The file is not an npz or is truncated or corrupt.
     """
+    with open(path, 'rb') as f:
+        head = f.read(4)
+    if not head.startswith(b'PK'):
+        raise UserError('{} is not an .npz weight file; pass a file written '
+                        'by chainer.serializers.save_npz'.format(path))
     try:
         with np.load(path, allow_pickle=False) as npz:
             shapes = {}
             for name in npz.files:
                 shapes[name] = npz[name].shape
             return shapes
-    except zipfile.BadZipFile:
-        with open(path, 'rb') as f:
-            head = f.read(4)
-        if head.startswith(b'PK'):
-            raise UserError('{} is truncated or corrupt; download or convert '
-                            'it again'.format(path))
-        raise UserError('{} is not an .npz weight file; pass a file written '
-                        'by chainer.serializers.save_npz'.format(path))
-    except (EOFError, ValueError, OSError, zipfile.LargeZipFile) as e:
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError, zipfile.LargeZipFile) as e:
         raise UserError('{} is truncated or corrupt ({}); download or '
                         'convert it again'.format(path, e))
 

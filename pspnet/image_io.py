@@ -1,0 +1,248 @@
+"""Reading images and writing label maps and pictures (OpenCV based).
+
+Images are (3, H, W) RGB arrays, as everywhere in this package; label maps
+are (H, W) integer arrays of class ids.
+"""
+
+import contextlib
+import os
+import sys
+import threading
+
+import cv2
+import numpy as np
+
+from pspnet.errors import UserError
+
+#: File name extensions the scripts treat as images when given a folder.
+IMAGE_EXTENSIONS = ('.bmp', '.jpeg', '.jpg', '.jpe', '.png', '.ppm', '.pgm',
+                    '.pbm', '.pnm', '.tif', '.tiff', '.webp', '.jp2')
+
+_JPEG_MAGIC = b'\xff\xd8'
+
+
+_stderr_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """Silence file descriptor 2, where libpng and libjpeg print their own
+    messages about broken files: the caller reports the problem in one
+    line instead."""
+    with _stderr_lock:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):
+            yield  # no usable descriptor 2 (e.g. embedded interpreters)
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+
+def _decode(path):
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except IsADirectoryError:
+        raise UserError('cannot read image {}: it is a folder; pass an image '
+                        'file'.format(path))
+    except FileNotFoundError:
+        raise UserError('image {} does not exist; check the path'.format(path))
+    except OSError as e:
+        raise UserError('cannot read image {}: {}; check its permissions'
+                        .format(path, e.strerror or e))
+    img = None
+    if data.size:
+        # JPEGs carry no alpha but often an EXIF orientation, which OpenCV
+        # applies except in IMREAD_UNCHANGED mode; other formats may carry
+        # alpha, which only IMREAD_UNCHANGED keeps.
+        if data[:2].tobytes() == _JPEG_MAGIC:
+            flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+        else:
+            flags = cv2.IMREAD_UNCHANGED
+        try:
+            with _stderr_silenced():
+                img = cv2.imdecode(data, flags)
+        except cv2.error:
+            img = None
+    if img is None or img.size == 0:
+        raise UserError(
+            'cannot read image {}: not an image file or corrupt; pass a '
+            'JPEG, PNG, BMP, TIFF or WebP image'.format(path))
+    return img
+
+
+def _to_unit_range(img):
+    """Scale an OpenCV image of any depth to float32 in [0, 1]."""
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255
+    if img.dtype == np.uint16:
+        return img.astype(np.float32) / 65535
+    if img.dtype == np.int8:
+        return (img.astype(np.float32) + 128) / 255
+    if img.dtype == np.int16:
+        return (img.astype(np.float32) + 32768) / 65535
+    # Float images: OpenCV's convention is [0, 1].
+    return np.clip(np.nan_to_num(img.astype(np.float32)), 0, 1)
+
+
+def read_image(path):
+    """Read an image file as an RGB array.
+
+    Any image OpenCV decodes is accepted. Grayscale images are repeated
+    into three channels, palette images are expanded to their colours,
+    16-bit images are scaled to [0, 255] (float images are taken to be in
+    [0, 1], OpenCV's convention). An alpha channel is composited over a
+    white background, so that transparent areas look as image viewers
+    show them. The EXIF orientation of JPEG files is applied.
+
+    Args:
+        path (str): Image file.
+
+    Returns:
+        numpy.ndarray: (3, H, W) float32 RGB image, values in [0, 255].
+
+    Raises:
+        UserError: The file does not exist, is a folder, or is not an image
+        OpenCV can decode (corrupt, truncated, another format).
+    """
+    img = _decode(path)
+    img = _to_unit_range(img)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    channels = img.shape[2]
+    if channels in (2, 4):
+        color, alpha = img[:, :, :-1], img[:, :, -1:]
+        img = color * alpha + (1 - alpha)
+        channels -= 1
+    if channels == 1:
+        img = np.repeat(img, 3, axis=2)
+    elif channels == 3:
+        img = img[:, :, ::-1]  # OpenCV's BGR to RGB
+    else:
+        raise UserError('cannot read image {}: it has {} channels; pass a '
+                        'grayscale, RGB or RGBA image'.format(path, channels))
+    return np.ascontiguousarray(img.transpose(2, 0, 1) * 255,
+                                dtype=np.float32)
+
+
+def _write(path, array):
+    """Encode ``array`` (OpenCV layout) as the format of ``path``'s
+    extension and write it, creating the folder."""
+    folder = os.path.dirname(path)
+    try:
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        ok, data = cv2.imencode(os.path.splitext(path)[1] or '.png', array)
+        if not ok:
+            raise OSError('OpenCV could not encode it')
+        data.tofile(path)
+    except (OSError, cv2.error) as e:
+        raise UserError('cannot write {}: {}; pass an --output in a '
+                        'writable folder'.format(
+                            path, getattr(e, 'strerror', None) or e))
+
+
+def write_image(path, img):
+    """Write an RGB image (PNG for a ``.png`` path).
+
+    Args:
+        path (str): Output file; its folder is created if needed.
+        img (numpy.ndarray): (3, H, W) RGB image, uint8, or float values in
+            [0, 255] (rounded and clipped).
+
+    Raises:
+        UserError: The file cannot be written.
+    """
+    if img.dtype != np.uint8:
+        img = np.clip(np.round(img), 0, 255).astype(np.uint8)
+    _write(path, np.ascontiguousarray(img.transpose(1, 2, 0)[:, :, ::-1]))
+
+
+def write_label_png(path, label, n_class=None):
+    """Write a label map as a single-channel PNG of class ids, losslessly.
+
+    The PNG is 8-bit when the ids fit (``n_class <= 256``) and 16-bit
+    otherwise, so that reading it back with ``cv2.imread(path,
+    cv2.IMREAD_UNCHANGED)`` or PIL gives the ids. The ignore label -1 is
+    written as the largest value of the type (255 or 65535), the usual
+    "void" value, when no class uses it.
+
+    Args:
+        path (str): Output ``.png`` file; its folder is created if needed.
+        label (numpy.ndarray): (H, W) integer class ids in
+            [-1, ``n_class``).
+        n_class (int): Number of classes; by default ``label.max() + 1``.
+
+    Raises:
+        ValueError: Ids out of range.
+        UserError: The file cannot be written.
+    """
+    label = np.asarray(label)
+    if label.ndim != 2:
+        raise ValueError('expected an (H, W) label map, got shape {}'
+                         .format(label.shape))
+    if n_class is None:
+        n_class = int(label.max()) + 1 if label.size else 1
+    if n_class > 65536:
+        raise ValueError('a PNG holds at most 65536 class ids, not {}'
+                         .format(n_class))
+    dtype = np.uint8 if n_class <= 256 else np.uint16
+    void = np.iinfo(dtype).max
+    has_ignore = label.size and label.min() == -1
+    if label.size and (label.min() < -1 or label.max() >= n_class):
+        raise ValueError('label ids must lie in [-1, {}), found [{}, {}]'
+                         .format(n_class, label.min(), label.max()))
+    if has_ignore and n_class > void:
+        raise ValueError('cannot write the ignore label -1 with {} classes: '
+                         '{} is a class id'.format(n_class, void))
+    out = label.astype(dtype)  # -1 wraps around to the largest value
+    _write(path, out)
+
+
+def list_images(paths):
+    """Expand image paths and folders into a list of image files.
+
+    Args:
+        paths (sequence of str): Image files and folders. A folder stands
+            for its images (files with an extension in
+            :data:`IMAGE_EXTENSIONS`, any case, not recursing), sorted by
+            name.
+
+    Returns:
+        list of str: Image paths, in the order given, without repeats.
+
+    Raises:
+        UserError: A path does not exist, or a folder holds no images.
+    """
+    images = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(
+                os.path.join(path, name) for name in os.listdir(path)
+                if name.lower().endswith(IMAGE_EXTENSIONS)
+                and os.path.isfile(os.path.join(path, name)))
+            if not found:
+                raise UserError('folder {} holds no images ({}); pass a '
+                                'folder of images or image files'.format(
+                                    path, ', '.join(IMAGE_EXTENSIONS)))
+            images.extend(found)
+        elif os.path.exists(path):
+            images.append(path)
+        else:
+            raise UserError('image {} does not exist; check the path'
+                            .format(path))
+    unique = []
+    seen = set()
+    for path in images:
+        key = os.path.abspath(path)
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    return unique

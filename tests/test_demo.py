@@ -1,0 +1,196 @@
+"""demo.py end to end on generated images with small random weights."""
+
+import os
+import subprocess
+import sys
+
+import chainer
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+import demo
+from pspnet import datasets
+from pspnet import PSPNetResNet50
+from pspnet import visualizations
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO = os.path.join(ROOT, 'demo.py')
+N_CLASS = 19
+SIZE = 64
+NAMES = datasets.cityscapes_semantic_segmentation_label_names
+
+
+@pytest.fixture(scope='module')
+def weights(tmp_path_factory):
+    np.random.seed(0)
+    model = PSPNetResNet50(N_CLASS, input_size=SIZE)
+    path = str(tmp_path_factory.mktemp('weights') / 'pspnet19.npz')
+    chainer.serializers.save_npz(path, model, compression=False)
+    return path
+
+
+def run_demo(*args, cwd):
+    env = dict(os.environ, MPLBACKEND='Agg')
+    return subprocess.run(
+        [sys.executable, DEMO, '--model', 'pspnet_resnet50'] + list(args),
+        cwd=str(cwd), env=env, capture_output=True, text=True, timeout=300)
+
+
+def write_rgb(path, H, W, seed=0):
+    rng = np.random.RandomState(seed)
+    cv2.imwrite(str(path), rng.randint(0, 256, (H, W, 3), np.uint8))
+
+
+def check_outputs(prefix, H, W):
+    label = cv2.imread(prefix + '_label.png', cv2.IMREAD_UNCHANGED)
+    assert label.dtype == np.uint8 and label.shape == (H, W)
+    assert label.max() < N_CLASS
+    for kind in ('color', 'overlay'):
+        picture = cv2.imread('{}_{}.png'.format(prefix, kind))
+        assert picture.shape == (H, W, 3)
+    figure = cv2.imread(prefix + '_figure.png')
+    assert figure is not None and figure.shape[1] > W
+    return label
+
+
+def test_one_image(weights, tmp_path):
+    write_rgb(tmp_path / 'street.jpg', 64, 96)
+    result = run_demo('--pretrained-model', weights, '--input-size',
+                      str(SIZE), '--output', 'out/street', 'street.jpg',
+                      cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert 'out/street_label.png' in result.stdout
+    assert 'out/street_figure.png' in result.stdout
+    label = check_outputs(str(tmp_path / 'out' / 'street'), 64, 96)
+    color = cv2.imread(str(tmp_path / 'out' / 'street_color.png'))[:, :, ::-1]
+    expected = np.asarray(
+        datasets.cityscapes_semantic_segmentation_label_colors,
+        np.uint8)[label]
+    np.testing.assert_array_equal(color, expected)
+
+
+def test_default_output_prefix(weights, tmp_path):
+    write_rgb(tmp_path / 'small.png', 50, 40)
+    result = run_demo('--pretrained-model', weights, '--input-size',
+                      str(SIZE), 'small.png', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    check_outputs(str(tmp_path / 'result' / 'small'), 50, 40)
+
+
+def test_figure_legend_names_classes_present(weights, tmp_path, monkeypatch):
+    # In-process, on an image larger than the input size (tiled prediction).
+    write_rgb(tmp_path / 'wide.png', 80, 150, seed=1)
+    figures = []
+    make_figure = visualizations.segmentation_figure
+
+    def recording_figure(*args, **kwargs):
+        figures.append(make_figure(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(visualizations, 'segmentation_figure',
+                        recording_figure)
+    monkeypatch.chdir(tmp_path)
+    demo.main(['--model', 'pspnet_resnet50', '--pretrained-model', weights,
+               '--input-size', str(SIZE), 'wide.png'])
+    label = check_outputs(str(tmp_path / 'result' / 'wide'), 80, 150)
+    (fig, handles), = figures
+    present = [NAMES[i] for i in np.unique(label)]
+    legend = fig.axes[1].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == present
+    assert [h.get_label() for h in handles] == present
+
+
+def test_folder_of_image_kinds(weights, tmp_path):
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    rng = np.random.RandomState(2)
+    cv2.imwrite(str(folder / 'gray.png'),
+                rng.randint(0, 256, (48, 60), np.uint8))
+    Image.fromarray(rng.randint(0, 256, (40, 50, 4)).astype(np.uint8),
+                    'RGBA').save(folder / 'rgba.png')
+    cv2.imwrite(str(folder / 'deep.png'),
+                rng.randint(0, 65536, (30, 70, 3)).astype(np.uint16))
+    write_rgb(folder / 'large.jpg', 100, 90)
+    (folder / 'notes.txt').write_text('not an image')
+    result = run_demo('--pretrained-model', weights, '--input-size',
+                      str(SIZE), '--output', 'out', 'images', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert '4 image(s)' in result.stdout
+    for stem, (H, W) in {'gray': (48, 60), 'rgba': (40, 50),
+                         'deep': (30, 70), 'large': (100, 90)}.items():
+        check_outputs(str(tmp_path / 'out' / stem), H, W)
+
+
+def test_unreadable_image_in_folder_is_skipped(weights, tmp_path):
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    write_rgb(folder / 'good.png', 40, 40)
+    (folder / 'bad.jpg').write_bytes(b'garbage')
+    result = run_demo('--pretrained-model', weights, '--input-size',
+                      str(SIZE), 'images', cwd=tmp_path)
+    assert result.returncode == 2
+    assert 'skipped: cannot read image' in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        'error: 1 of 2 images could not be read')
+    assert 'Traceback' not in result.stderr
+    check_outputs(str(tmp_path / 'result' / 'good'), 40, 40)
+
+
+def test_output_prefixes_in_folder_mode():
+    images = ['a/x.jpg', 'b/x.jpg', 'a/x.png', 'y.png']
+    prefixes, to_folder = demo.output_prefixes(images, images, 'out')
+    assert to_folder
+    assert prefixes == [os.path.join('out', n)
+                        for n in ('x_jpg', 'x_jpg_2', 'x_png', 'y')]
+    assert demo.output_prefixes(['a/x.jpg'], ['a/x.jpg'], None) == (
+        [os.path.join('result', 'x')], False)
+    assert demo.output_prefixes(['a/x.jpg'], ['a/x.jpg'], 'o' + os.sep) == (
+        [os.path.join('o', 'x')], True)
+
+
+def bad_inputs(weights, tmp_path):
+    write_rgb(tmp_path / 'ok.png', 40, 40)
+    (tmp_path / 'corrupt.png').write_bytes(b'\x89PNG\r\n\x1a\n broken')
+    with open(weights, 'rb') as f:
+        (tmp_path / 'truncated.npz').write_bytes(f.read(1 << 20))
+    (tmp_path / 'noise.npz').write_bytes(np.random.bytes(3000))
+    return {
+        'missing image': (['--pretrained-model', weights, 'nope.png'],
+                          'does not exist'),
+        'corrupt image': (['--pretrained-model', weights, 'corrupt.png'],
+                          'not an image file or corrupt'),
+        'missing weights': (['--pretrained-model', 'nope.npz', 'ok.png'],
+                            'does not exist'),
+        'truncated weights': (['--pretrained-model', 'truncated.npz',
+                               'ok.png'], 'truncated or corrupt'),
+        'noise weights': (['--pretrained-model', 'noise.npz', 'ok.png'],
+                          'noise.npz'),
+        'other class count': (['--pretrained-model', weights, '--dataset',
+                               'ade20k', 'ok.png'], 'ade20k has 150'),
+        'small input size': (['--pretrained-model', weights, '--input-size',
+                              '10', 'ok.png'], 'too small'),
+        'text input size': (['--pretrained-model', weights, '--input-size',
+                             'big', 'ok.png'], 'invalid int value'),
+        'show without display': (['--pretrained-model', weights, '--show',
+                                  'ok.png'], 'needs a display'),
+        'empty folder': (['--pretrained-model', weights, 'empty'],
+                         'holds no images'),
+    }
+
+
+@pytest.mark.parametrize('case', [
+    'missing image', 'corrupt image', 'missing weights', 'truncated weights',
+    'noise weights', 'other class count', 'small input size',
+    'text input size', 'show without display', 'empty folder'])
+def test_bad_input_one_line_error(weights, tmp_path, case):
+    (tmp_path / 'empty').mkdir()
+    args, message = bad_inputs(weights, tmp_path)[case]
+    result = run_demo(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith('error: ')
+    assert message in lines[0]
+    assert not (tmp_path / 'result').exists()

@@ -1,0 +1,201 @@
+"""Reading images of every kind OpenCV decodes; writing label maps."""
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from pspnet import image_io
+from pspnet.errors import UserError
+
+
+@pytest.fixture
+def rgb():
+    rng = np.random.RandomState(0)
+    return rng.randint(0, 256, (3, 5, 7)).astype(np.uint8)
+
+
+def write_bgr(path, rgb_chw):
+    cv2.imwrite(str(path), np.ascontiguousarray(
+        rgb_chw.transpose(1, 2, 0)[:, :, ::-1]))
+
+
+@pytest.mark.parametrize('ext', ['.png', '.bmp', '.tif', '.ppm', '.webp'])
+def test_read_lossless_color(tmp_path, rgb, ext):
+    path = tmp_path / ('img' + ext)
+    write_bgr(path, rgb)
+    if ext == '.webp':
+        cv2.imwrite(str(path), rgb.transpose(1, 2, 0)[:, :, ::-1].copy(),
+                    [cv2.IMWRITE_WEBP_QUALITY, 101])  # lossless
+    img = image_io.read_image(str(path))
+    assert img.shape == (3, 5, 7)
+    assert img.dtype == np.float32
+    np.testing.assert_array_equal(img, rgb)  # RGB order, [0, 255]
+
+
+def test_read_jpeg(tmp_path):
+    color = np.array([200, 30, 90], np.uint8)
+    path = tmp_path / 'img.jpg'
+    write_bgr(path, np.broadcast_to(color[:, None, None], (3, 16, 16)))
+    img = image_io.read_image(str(path))
+    assert img.shape == (3, 16, 16)
+    np.testing.assert_allclose(img.mean(axis=(1, 2)), color, atol=3)
+
+
+def test_read_jpeg_applies_exif_orientation(tmp_path):
+    # A 16 x 32 image whose EXIF says "rotate 90 degrees clockwise".
+    pixels = np.zeros((16, 32, 3), np.uint8)
+    pixels[:, :16] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / 'rotated.jpg'
+    Image.fromarray(pixels).save(path, exif=exif.tobytes())
+    img = image_io.read_image(str(path))
+    assert img.shape == (3, 32, 16)
+    assert img[:, :8].mean() > 200 and img[:, 24:].mean() < 50
+
+
+def test_read_grayscale(tmp_path):
+    gray = np.arange(35, dtype=np.uint8).reshape(5, 7) * 7
+    path = tmp_path / 'gray.png'
+    cv2.imwrite(str(path), gray)
+    img = image_io.read_image(str(path))
+    assert img.shape == (3, 5, 7)
+    for channel in img:
+        np.testing.assert_array_equal(channel, gray)
+
+
+def test_read_16_bit(tmp_path):
+    gray = np.array([[0, 257, 65535]], np.uint16)
+    cv2.imwrite(str(tmp_path / 'gray16.png'), gray)
+    img = image_io.read_image(str(tmp_path / 'gray16.png'))
+    np.testing.assert_allclose(img[0], [[0, 1, 255]], atol=1e-3)
+
+    color = np.zeros((2, 2, 3), np.uint16)
+    color[..., 2] = 65535  # red in OpenCV's BGR
+    cv2.imwrite(str(tmp_path / 'color16.tif'), color)
+    img = image_io.read_image(str(tmp_path / 'color16.tif'))
+    assert img.shape == (3, 2, 2) and img.dtype == np.float32
+    np.testing.assert_allclose(img[:, 0, 0], [255, 0, 0], atol=1e-3)
+
+
+def test_read_float_tiff(tmp_path):
+    values = np.array([[0, 0.5, 1, 2]], np.float32)
+    cv2.imwrite(str(tmp_path / 'float.tif'), values)
+    img = image_io.read_image(str(tmp_path / 'float.tif'))
+    np.testing.assert_allclose(img[1], [[0, 127.5, 255, 255]], atol=1e-3)
+
+
+def test_read_rgba_composites_over_white(tmp_path):
+    rgba = np.zeros((1, 3, 4), np.uint8)
+    rgba[0, :, :3] = (10, 20, 30)
+    rgba[0, :, 3] = (255, 0, 51)  # opaque, transparent, 20 % opaque
+    Image.fromarray(rgba, 'RGBA').save(tmp_path / 'rgba.png')
+    img = image_io.read_image(str(tmp_path / 'rgba.png'))
+    assert img.shape == (3, 1, 3)
+    np.testing.assert_allclose(img[:, 0, 0], [10, 20, 30], atol=1e-3)
+    np.testing.assert_allclose(img[:, 0, 1], [255, 255, 255], atol=1e-3)
+    np.testing.assert_allclose(img[:, 0, 2], 0.2 * np.array([10, 20, 30])
+                               + 0.8 * 255, atol=1e-2)
+
+
+def test_read_gray_alpha(tmp_path):
+    la = np.array([[[100, 255], [100, 0]]], np.uint8)
+    Image.fromarray(la, 'LA').save(tmp_path / 'la.png')
+    img = image_io.read_image(str(tmp_path / 'la.png'))
+    np.testing.assert_allclose(img[:, 0, 0], [100] * 3, atol=1e-3)
+    np.testing.assert_allclose(img[:, 0, 1], [255] * 3, atol=1e-3)
+
+
+def test_read_palette(tmp_path):
+    index = np.array([[0, 1, 2]], np.uint8)
+    palette = Image.fromarray(index, 'P')
+    palette.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255])
+    palette.save(tmp_path / 'palette.png')
+    img = image_io.read_image(str(tmp_path / 'palette.png'))
+    np.testing.assert_array_equal(img[:, 0], np.eye(3) * 255)
+
+
+def test_missing_image(tmp_path):
+    with pytest.raises(UserError, match='does not exist'):
+        image_io.read_image(str(tmp_path / 'nope.png'))
+
+
+def test_folder_is_no_image(tmp_path):
+    with pytest.raises(UserError, match='it is a folder'):
+        image_io.read_image(str(tmp_path))
+
+
+@pytest.mark.parametrize('content', [b'', b'not an image',
+                                     b'\xff\xd8\xff\xe0 broken jpeg'])
+def test_corrupt_image(tmp_path, content):
+    path = tmp_path / 'broken.jpg'
+    path.write_bytes(content)
+    with pytest.raises(UserError, match='cannot read image .*broken.jpg: '
+                       'not an image file or corrupt'):
+        image_io.read_image(str(path))
+
+
+def test_truncated_png(tmp_path, rgb):
+    write_bgr(tmp_path / 'whole.png', rgb)
+    data = (tmp_path / 'whole.png').read_bytes()
+    (tmp_path / 'cut.png').write_bytes(data[:len(data) // 2])
+    with pytest.raises(UserError, match='not an image file or corrupt'):
+        image_io.read_image(str(tmp_path / 'cut.png'))
+
+
+@pytest.mark.parametrize('n_class,dtype', [(19, np.uint8), (256, np.uint8),
+                                           (300, np.uint16)])
+def test_write_label_png_round_trip(tmp_path, n_class, dtype):
+    rng = np.random.RandomState(1)
+    label = rng.randint(0, n_class, (9, 11)).astype(np.int32)
+    label[0, 0] = n_class - 1
+    path = str(tmp_path / 'sub' / 'label.png')
+    image_io.write_label_png(path, label, n_class)
+    back = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    assert back.dtype == dtype
+    np.testing.assert_array_equal(back, label)
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), label)
+
+
+def test_write_label_png_ignore_label(tmp_path):
+    label = np.array([[-1, 0, 18]], np.int32)
+    path = str(tmp_path / 'label.png')
+    image_io.write_label_png(path, label, 19)
+    np.testing.assert_array_equal(cv2.imread(path, cv2.IMREAD_UNCHANGED),
+                                  [[255, 0, 18]])
+    with pytest.raises(ValueError, match='ignore label'):
+        image_io.write_label_png(path, label, 256)
+    with pytest.raises(ValueError, match='must lie in'):
+        image_io.write_label_png(path, label, 10)
+
+
+def test_write_image_round_trip(tmp_path, rgb):
+    path = str(tmp_path / 'out.png')
+    image_io.write_image(path, rgb.astype(np.float32))
+    np.testing.assert_array_equal(image_io.read_image(path), rgb)
+
+
+def test_write_into_unwritable_place(tmp_path, rgb):
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    with pytest.raises(UserError, match='cannot write'):
+        image_io.write_image(str(blocker / 'out.png'), rgb)
+
+
+def test_list_images(tmp_path, rgb):
+    for name in ['b.png', 'a.JPG', 'c.txt', 'd.tiff']:
+        (tmp_path / name).write_bytes(b'x')
+    (tmp_path / 'sub.png').mkdir()
+    other = tmp_path / 'b.png'
+    listed = image_io.list_images([str(tmp_path), str(other)])
+    assert [os.path.basename(p) for p in listed] == ['a.JPG', 'b.png',
+                                                     'd.tiff']
+    with pytest.raises(UserError, match='does not exist'):
+        image_io.list_images([str(tmp_path / 'nope.png')])
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    with pytest.raises(UserError, match='holds no images'):
+        image_io.list_images([str(empty)])
