@@ -1,0 +1,301 @@
+"""Converting PSPNet's caffemodels into npz weights for PSPNetResNet50/101.
+
+:func:`convert_caffemodel` reads the file twice, layer by layer: once to
+learn the network (depth, classes, input size) and check every blob's
+shape, once to copy the values into a real :class:`PSPNetResNet50` or
+:class:`PSPNetResNet101`, which is then saved with
+``chainer.serializers.save_npz`` (the parameter tree ChainerCV's own
+converter writes). Nothing is written unless every parameter of the model
+was filled; the file appears atomically.
+"""
+
+import collections
+import ctypes
+import os
+import tempfile
+
+import chainer
+
+from pspnet.caffe import layout
+from pspnet.caffe import reader
+from pspnet.errors import UserError
+from pspnet.links import PSPNetResNet101
+from pspnet.links import PSPNetResNet50
+from pspnet import models
+
+LINKS = {50: PSPNetResNet50, 101: PSPNetResNet101}
+
+AUXILIARY = 'auxiliary training branch, not part of the inference model'
+UNKNOWN = 'not a layer of PSPNet'
+
+
+class _LeaveUnfilled(chainer.initializer.Initializer):
+    """Leaves freshly allocated arrays as they are: the caffemodel fills
+    them, and untouched pages cost no memory until then."""
+
+    def __call__(self, array):
+        pass
+
+
+class ConversionReport(object):
+    """What :func:`convert_caffemodel` did.
+
+    Attributes:
+        source, target (str): The caffemodel and the npz written.
+        spec (pspnet.caffe.layout.ModelSpec): The network found.
+        converted (collections.Counter): Layers copied, by kind
+            (``'convolution'``, ``'batch normalization'``, ``'classifier'``).
+        n_arrays (int): Link arrays filled.
+        ignored (list of tuples): ``(name, type, reason)`` of every layer
+            with parameters that was not converted.
+        skipped (collections.Counter): Layers without parameters (ReLU,
+            Pooling, Interp...), by type.
+    """
+
+    def __init__(self, source, target, spec):
+        self.source = source
+        self.target = target
+        self.spec = spec
+        self.converted = collections.Counter()
+        self.n_arrays = 0
+        self.ignored = []
+        self.skipped = collections.Counter()
+
+    @property
+    def model_name(self):
+        return 'pspnet_resnet{}'.format(self.spec.n_layer)
+
+    @property
+    def dataset(self):
+        """The dataset whose class count the weights have, or None."""
+        return models.dataset_of_n_class(self.spec.n_class)
+
+    def lines(self):
+        """The report as lines of text."""
+        spec = self.spec
+        out = ['{}: PSPNet ResNet{}, {} classes, trained at {}x{} (from {})'
+               .format(self.source, spec.n_layer, spec.n_class,
+                       spec.input_size[0], spec.input_size[1],
+                       spec.input_from)]
+        out.append('converted {} layers into {} arrays: {}'.format(
+            sum(self.converted.values()), self.n_arrays, ', '.join(
+                '{} {}'.format(self.converted[kind], kind)
+                for kind in layout.KINDS if self.converted[kind])))
+        for name, type_, reason in self.ignored:
+            out.append('ignored {} ({}): {}'.format(name, type_, reason))
+        if self.skipped:
+            out.append('skipped {} layers without parameters ({})'.format(
+                sum(self.skipped.values()), ', '.join(
+                    '{} {}'.format(n, t)
+                    for t, n in self.skipped.most_common())))
+        out.append('wrote {} for PSPNetResNet{} (n_class={}, input_size={})'
+                   .format(self.target, spec.n_layer, spec.n_class,
+                           spec.input_size[0]))
+        flags = '--model {}{} --input-size {} --pretrained-model {}'.format(
+            self.model_name,
+            ' --dataset ' + self.dataset if self.dataset else '',
+            spec.input_size[0], self.target)
+        out.append('use it with: python demo.py {} IMAGE'.format(flags))
+        return out
+
+
+def _release_freed_memory():
+    """Hand memory freed inside the heap back to the system (glibc only).
+
+    Chainer allocates a NaN gradient for every parameter; the converter
+    drops them at once, but most of that memory lies between other
+    allocations and would otherwise still count as the process's memory
+    while the weights are copied.
+    """
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _link_arrays(model):
+    """The arrays ``save_npz`` writes, by name, as the link's own arrays
+    (the BN batch counters ``N`` left out: Caffe has none)."""
+    arrays = {}
+    model.serialize(chainer.serializers.DictionarySerializer(arrays))
+    return {name: array for name, array in arrays.items()
+            if not name.endswith('/N')}
+
+
+def _check_layer(record, target, arrays, path):
+    """Check a layer's type, blob count and blob shapes against the link."""
+    expected_types = layout.BN_TYPES if target.kind == 'batch normalization' \
+        else layout.CONVOLUTION_TYPES
+    if record.type not in expected_types:
+        raise UserError(
+            '{}: layer {} is of type {}, but PSPNet\'s is a {} ({}); it is '
+            'not one of PSPNet\'s models'.format(
+                path, record.name, record.type, target.kind,
+                ' or '.join(expected_types)))
+    n_blob, n_array = len(record.blob_shapes), len(target.arrays)
+    if n_blob != n_array:
+        if target.kind == 'convolution' and n_blob == 2:
+            problem = 'a bias, which PSPNet\'s {} has not'.format(record.name)
+        elif target.kind == 'classifier' and n_blob == 1:
+            problem = 'no bias, which PSPNet\'s {} has'.format(record.name)
+        else:
+            problem = '{} blobs, PSPNet\'s has {}'.format(n_blob, n_array)
+        raise UserError('{}: layer {} has {}; it is not one of PSPNet\'s '
+                        'models'.format(path, record.name, problem))
+    for i, (shape, name) in enumerate(zip(record.blob_shapes,
+                                          target.arrays)):
+        if not layout.blob_fits(shape, arrays[name].shape):
+            raise UserError(
+                '{}: blob {} of layer {} has shape {}, but {} of the model '
+                'needs {}; the file is damaged or not one of PSPNet\'s models'
+                .format(path, i, record.name, shape, name,
+                        arrays[name].shape))
+
+
+def plan_conversion(records, spec, arrays, path, report):
+    """Match layers to link arrays and check them, before reading values.
+
+    Returns:
+        list: ``(record, target)`` of every layer to copy, in file order.
+
+    Raises:
+        UserError: A layer does not fit, a layer appears twice, or some
+        link arrays would stay unfilled.
+    """
+    targets = layout.targets(spec.n_layer)
+    auxiliary = set(layout.auxiliary_layers(spec.n_layer))
+    plan, seen = [], set()
+    for record in records:
+        name = layout.canonical_name(record.name)
+        if not record.blob_shapes:
+            report.skipped[record.type or '(no type)'] += 1
+            continue
+        if name not in targets:
+            report.ignored.append((record.name, record.type,
+                                   AUXILIARY if name in auxiliary
+                                   else UNKNOWN))
+            continue
+        if name in seen:
+            raise UserError('{}: layer {} appears twice; it is not one of '
+                            'PSPNet\'s models'.format(path, record.name))
+        seen.add(name)
+        target = targets[name]
+        _check_layer(record, target, arrays, path)
+        plan.append((record, target))
+    filled = {a for _, target in plan for a in target.arrays}
+    owner = collections.OrderedDict(
+        (a, layer) for layer, t in targets.items() for a in t.arrays)
+    # In network order; arrays no layer maps to (none with a consistent
+    # layout) last.
+    missing = [a for a in owner if a in arrays and a not in filled] + \
+        sorted(a for a in arrays if a not in owner)
+    if missing:
+        raise UserError(
+            '{} leaves {} of the {} arrays of PSPNetResNet{} unfilled: {}; '
+            'the file is incomplete, download it again'.format(
+                path, len(missing), len(arrays), spec.n_layer, ', '.join(
+                    '{} (layer {})'.format(a, owner.get(a, '?'))
+                    for a in missing)))
+    return plan
+
+
+def _copy_blobs(layer, target, arrays, path):
+    for i, name in enumerate(target.arrays):
+        try:
+            values = reader.blob_array(layer.blobs[i])
+        except ValueError as e:
+            raise UserError('{}: blob {} of layer {} {}; the file is damaged,'
+                            ' download it again'.format(path, i, layer.name,
+                                                        e))
+        array = arrays[name]
+        values = values.reshape(array.shape)
+        if target.reverse_channels:
+            values = values[:, ::-1]
+        array[...] = values
+        del values
+
+
+def _save_npz_atomically(model, target, compress):
+    folder = os.path.dirname(os.path.abspath(target))
+    try:
+        fd, tmp_path = tempfile.mkstemp(
+            dir=folder, prefix='.{}.'.format(os.path.basename(target)),
+            suffix='.tmp')
+    except OSError as e:
+        raise UserError('cannot write in {} ({}); choose a folder you may '
+                        'write to'.format(folder, e.strerror or e))
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            umask = os.umask(0)
+            os.umask(umask)
+            # mkstemp makes the file private; give it the usual permissions.
+            os.fchmod(f.fileno(), 0o666 & ~umask)
+            chainer.serializers.save_npz(f, model, compression=compress)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, target)
+    except BaseException as e:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        if isinstance(e, OSError):
+            raise UserError('could not write {} ({}); free some space or '
+                            'choose another place'.format(
+                                target, e.strerror or e))
+        raise
+
+
+def convert_caffemodel(source, target, compress=False,
+                       default_input_sizes=None):
+    """Convert one of PSPNet's caffemodels into an npz file.
+
+    Args:
+        source (str): ``pspnet50_ADE20K.caffemodel``,
+            ``pspnet101_VOC2012.caffemodel`` or
+            ``pspnet101_cityscapes.caffemodel`` (or another PSPNet model
+            with the same layer names).
+        target (str): The npz file to write (replaced if it exists).
+        compress (bool): Deflate the npz (a few percent smaller, much
+            slower).
+        default_input_sizes (dict): Class count to (height, width), for a
+            file without pyramid pooling layers; by default the presets of
+            :data:`pspnet.models.DATASET_PRESETS`.
+
+    Returns:
+        ConversionReport
+
+    Raises:
+        UserError: The file is missing, truncated, corrupt, not a PSPNet
+        model, or does not fill the model; nothing is written then.
+    """
+    folder = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(folder):
+        raise UserError('the folder of {} does not exist; create it or '
+                        'write elsewhere'.format(target))
+    if os.path.isdir(target):
+        raise UserError('{} is a folder; give the path of the .npz file to '
+                        'write'.format(target))
+    if default_input_sizes is None:
+        default_input_sizes = {p['n_class']: p['input_size']
+                               for p in models.DATASET_PRESETS.values()}
+    records = reader.index_layers(source)
+    spec = layout.infer_model(records, source, default_input_sizes)
+    model = LINKS[spec.n_layer](spec.n_class, input_size=spec.input_size,
+                                initialW=_LeaveUnfilled())
+    model.cleargrads()  # Chainer allocates NaN gradients; none are needed
+    _release_freed_memory()
+    arrays = _link_arrays(model)
+    report = ConversionReport(source, target, spec)
+    plan = plan_conversion(records, spec, arrays, source, report)
+
+    # Largest layers first: a layer's values are briefly held twice while
+    # it is copied, and that costs least while the model is still empty.
+    plan.sort(key=lambda item: -item[0].size)
+    with open(source, 'rb') as f:
+        for record, target_ in plan:
+            layer = reader.read_layer(f, record, source)
+            _copy_blobs(layer, target_, arrays, source)
+            del layer
+            report.converted[target_.kind] += 1
+            report.n_arrays += len(target_.arrays)
+    _save_npz_atomically(model, target, compress)
+    return report
