@@ -128,8 +128,11 @@ class PSPNet(chainer.Chain):
         if input_size is None:
             input_size = param.get('input_size', (713, 713))
         self.input_size = _as_size(input_size)
-        if initialW is None and (path or extractor_weights):
-            initialW = initializers.Zero()  # overwritten; skip random init
+        if initialW is None and path:
+            # Every array is overwritten by the file: skip random init.
+            # ImageNet weights cover the extractor only; the new layers
+            # keep their random initialization.
+            initialW = initializers.Zero()
 
         self.scales = None
         self.flip = True

@@ -1,0 +1,84 @@
+"""PSPNet's training loss: the main head plus an auxiliary head on res4."""
+
+import chainer
+import chainer.functions as F
+import chainer.links as L
+from chainer import initializers
+
+from pspnet.links import Conv2DBNActiv
+from pspnet.training.augmentation import IGNORE_LABEL
+
+#: Channels of the res4 feature map the auxiliary head reads.
+RES4_CHANNELS = 1024
+
+
+class TrainChain(chainer.Chain):
+    """A PSPNet with an auxiliary head, computing the training loss.
+
+    The chain runs the model's parts itself (extractor, pyramid pooling,
+    head) so that it can add dropout before the classifier without changing
+    the model: the model's parameter tree, and so the files it saves, stay
+    those of the inference link. The auxiliary head (3x3 conv-BN-ReLU to
+    512 channels, dropout, 3x3 conv to the classes) reads res4 and lives in
+    this chain only.
+
+    The loss is ``main + aux_weight * aux``, both softmax cross entropies of
+    the logits upsampled (bilinear) to the input size, ignoring
+    :data:`~pspnet.training.augmentation.IGNORE_LABEL`. It reports ``loss``,
+    ``main_loss`` and ``aux_loss``.
+
+    Args:
+        model (pspnet.PSPNet): The network to train.
+        aux_weight (float): Weight of the auxiliary loss (0.4).
+        dropout_ratio (float): Dropout before both classifiers (0.1).
+        initialW (callable): Initializer of the auxiliary convolutions;
+            He normal by default.
+
+    Call:
+        imgs: (B, 3, H, W) float32 mean-subtracted RGB. labels: (B, H, W)
+        int32 in [-1, n_class - 1]. Returns a scalar float32 Variable.
+    """
+
+    def __init__(self, model, aux_weight=0.4, dropout_ratio=0.1,
+                 initialW=None):
+        super(TrainChain, self).__init__()
+        if initialW is None:
+            initialW = initializers.HeNormal()
+        self.aux_weight = aux_weight
+        self.dropout_ratio = dropout_ratio
+        with self.init_scope():
+            self.model = model
+            self.aux_conv1 = Conv2DBNActiv(
+                RES4_CHANNELS, 512, 3, 1, 1, initialW=initialW)
+            self.aux_conv2 = L.Convolution2D(
+                512, model.n_class, 3, 1, 1, initialW=initialW)
+
+    @property
+    def new_layers(self):
+        """The layers not in an ImageNet extractor: pyramid pooling, main
+        head and auxiliary head (they learn ten times faster)."""
+        model = self.model
+        return [model.ppm, model.head_conv1, model.head_conv2,
+                self.aux_conv1, self.aux_conv2]
+
+    def logits(self, imgs):
+        """Main and auxiliary logits, (B, n_class, H, W) float32 each."""
+        model = self.model
+        res4, res5 = model.extractor(imgs)
+        main = model.head_conv1(model.ppm(res5))
+        main = model.head_conv2(F.dropout(main, self.dropout_ratio))
+        aux = self.aux_conv2(F.dropout(self.aux_conv1(res4),
+                                       self.dropout_ratio))
+        size = imgs.shape[2:]
+        return F.resize_images(main, size), F.resize_images(aux, size)
+
+    def forward(self, imgs, labels):
+        main, aux = self.logits(imgs)
+        main_loss = F.softmax_cross_entropy(main, labels,
+                                            ignore_label=IGNORE_LABEL)
+        aux_loss = F.softmax_cross_entropy(aux, labels,
+                                           ignore_label=IGNORE_LABEL)
+        loss = main_loss + self.aux_weight * aux_loss
+        chainer.report({'loss': loss, 'main_loss': main_loss,
+                        'aux_loss': aux_loss}, self)
+        return loss

@@ -1,0 +1,543 @@
+"""Training parts in one process: loss, heads, optimizer rules, BN
+conversion, learning-rate schedule, snapshots, initial weights."""
+
+import copy
+import json
+import os
+import warnings
+
+import chainer
+import chainer.functions as F
+import chainer.links as L
+import numpy as np
+import pytest
+from chainer import training
+from chainer.training import extensions as chainer_extensions
+
+from pspnet import pretrained
+from pspnet.errors import UserError
+from pspnet.links import PSPNetResNet50
+from pspnet.training import distributed
+from pspnet.training import extensions
+from pspnet.training import initial_weights
+from pspnet.training import optimizer as optimizer_module
+from pspnet.training import run
+from pspnet.training import snapshots
+from pspnet.training.train_chain import TrainChain
+
+N_CLASS = 5
+SIZE = 64
+
+
+@pytest.fixture(scope='module')
+def comm():
+    # A one-process MPI job (MPI's singleton start), like `python
+    # train_multi.py` without mpiexec.
+    return distributed.create_communicator('naive')
+
+
+@pytest.fixture(scope='module')
+def base_model():
+    return PSPNetResNet50(n_class=N_CLASS, input_size=SIZE)
+
+
+@pytest.fixture
+def model(base_model):
+    return copy.deepcopy(base_model)
+
+
+def _batch(seed=0, batchsize=2):
+    rng = np.random.RandomState(seed)
+    x = rng.uniform(-100, 100, (batchsize, 3, SIZE, SIZE)).astype(np.float32)
+    t = rng.randint(-1, N_CLASS, (batchsize, SIZE, SIZE)).astype(np.int32)
+    return x, t
+
+
+def test_train_chain_loss_is_finite_and_reported(model):
+    chain = TrainChain(model)
+    x, t = _batch()
+    reporter = chainer.Reporter()
+    reporter.add_observer('main', chain)
+    observation = {}
+    with reporter.scope(observation):
+        loss = chain(x, t)
+    assert loss.shape == () and np.isfinite(float(loss.array))
+    values = {k: float(v.array) for k, v in observation.items()}
+    assert set(values) == {'main/loss', 'main/main_loss', 'main/aux_loss'}
+    assert values['main/loss'] == pytest.approx(
+        values['main/main_loss'] + 0.4 * values['main/aux_loss'], rel=1e-5)
+    loss.backward()
+    assert chain.aux_conv1.conv.W.grad is not None
+    assert chain.model.extractor.conv1_1.conv.W.grad is not None
+
+
+def test_heads_output_logits_at_input_size(model):
+    chain = TrainChain(model)
+    x, _ = _batch()
+    main, aux = chain.logits(x)
+    assert main.shape == (2, N_CLASS, SIZE, SIZE)
+    assert aux.shape == (2, N_CLASS, SIZE, SIZE)
+    assert chain.aux_conv1.conv.W.shape == (512, 1024, 3, 3)
+    assert chain.aux_conv2.W.shape == (N_CLASS, 512, 3, 3)
+
+
+def test_main_head_is_the_inference_network(model):
+    # In test mode dropout is the identity: the chain's main logits are the
+    # link's forward, so training trains exactly what predict runs.
+    chain = TrainChain(model)
+    x, _ = _batch()
+    with chainer.using_config('train', False), chainer.no_backprop_mode():
+        main, _ = chain.logits(x)
+        expected = model(x)
+    np.testing.assert_allclose(main.array, expected.array, rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_dropout_is_active_in_training(model):
+    chain = TrainChain(model)
+    x, _ = _batch()
+    with chainer.no_backprop_mode():
+        np.random.seed(0)
+        a, _ = chain.logits(x)
+        np.random.seed(1)
+        b, _ = chain.logits(x)
+    assert not np.allclose(a.array, b.array)
+
+
+def test_train_chain_keeps_the_models_parameter_tree(model, base_model):
+    chain = TrainChain(model)
+    assert pretrained.link_shapes(chain.model) == pretrained.link_shapes(
+        base_model)
+    aux = {k for k in pretrained.link_shapes(chain) if k.startswith('aux_')}
+    assert aux and all(k.startswith(('aux_conv1/', 'aux_conv2/'))
+                       for k in aux)
+
+
+def test_loss_ignores_label_minus_one(model):
+    chain = TrainChain(model)
+    x, t = _batch()
+    t[:, :, :SIZE // 2] = -1
+    reporter = chainer.Reporter()
+    reporter.add_observer('main', chain)
+    observation = {}
+    # Test mode: no dropout, BN running statistics; the loss is exact.
+    with chainer.using_config('train', False), reporter.scope(observation):
+        chain(x, t)
+        main, aux = chain.logits(x)
+    for key, logits in (('main/main_loss', main), ('main/aux_loss', aux)):
+        counted_only = F.softmax_cross_entropy(
+            logits[:, :, :, SIZE // 2:], t[:, :, SIZE // 2:])
+        assert float(observation[key].array) == pytest.approx(
+            float(counted_only.array), rel=1e-4)
+
+
+def _batch_normalizations(link):
+    from chainermn.links import MultiNodeBatchNormalization
+    return [(name, l) for name, l in link.namedlinks()
+            if isinstance(l, (L.BatchNormalization,
+                              MultiNodeBatchNormalization))]
+
+
+def test_bn_conversion_keeps_values_and_npz_keys(model, comm, tmp_path):
+    from chainermn.links import MultiNodeBatchNormalization
+    chain = TrainChain(model)
+    rng = np.random.RandomState(0)
+    for _, bn in _batch_normalizations(chain):
+        for array in (bn.gamma.array, bn.beta.array, bn.avg_mean,
+                      bn.avg_var):
+            array[...] = rng.uniform(0.5, 1.5, array.shape)
+        bn.N = 7
+    before = chainer.serializers.DictionarySerializer()
+    before.save(chain)
+
+    converted = distributed.to_multi_node_batch_normalization(chain, comm)
+    bns = _batch_normalizations(converted)
+    assert len(bns) == len(_batch_normalizations(chain)) == 61
+    assert all(isinstance(bn, MultiNodeBatchNormalization) for _, bn in bns)
+    after = chainer.serializers.DictionarySerializer()
+    after.save(converted)
+    assert sorted(before.target) == sorted(after.target)
+    for key, value in before.target.items():
+        np.testing.assert_array_equal(value, after.target[key], err_msg=key)
+
+    # The model part saves the plain link's keys: it loads strictly.
+    path = str(tmp_path / 'model.npz')
+    snapshots.save_npz_atomic(path, converted.model, compression=False)
+    fresh = PSPNetResNet50(n_class=N_CLASS, input_size=SIZE)
+    pretrained.load_npz(fresh, path)
+    np.testing.assert_array_equal(
+        fresh.extractor.res3.a.conv1.bn.avg_var,
+        converted.model.extractor.res3.a.conv1.bn.avg_var)
+
+
+def test_multi_node_bn_normalizes_like_bn_in_one_process(model, comm):
+    chain = TrainChain(model)
+    converted = distributed.to_multi_node_batch_normalization(
+        copy.deepcopy(chain), comm)
+    x, _ = _batch()
+    with chainer.no_backprop_mode():
+        np.random.seed(0)
+        a, _ = chain.logits(x)
+        np.random.seed(0)
+        b, _ = converted.logits(x)
+    np.testing.assert_allclose(a.array, b.array, rtol=1e-3, atol=1e-3)
+
+
+def test_weight_decay_skips_bn_and_new_layers_learn_ten_times_faster(
+        model, comm):
+    chain = distributed.to_multi_node_batch_normalization(TrainChain(model),
+                                                          comm)
+    lr = 0.1
+    optimizer = optimizer_module.setup_optimizer(chain, comm, lr=lr,
+                                                 weight_decay=1e-2)
+    optimizer_module.synchronize_start(optimizer, comm)
+    for bn in (chain.model.extractor.conv1_1.bn, chain.model.ppm[0].bn):
+        bn.gamma.array[...] = 2.0
+        bn.beta.array[...] = 0.5
+    before = {name: p.array.copy() for name, p in chain.namedparams()}
+    for param in chain.params():
+        param.grad = np.zeros_like(param.array)
+    optimizer.update()  # zero gradients: only the weight decay acts
+    after = {name: p.array for name, p in chain.namedparams()}
+
+    def shrink(name):
+        ratio = after[name] / before[name]
+        assert np.allclose(ratio, ratio.flat[0], rtol=1e-4), name
+        return 1 - ratio.flat[0]
+
+    assert shrink('/model/extractor/res4/a/conv2/conv/W') == pytest.approx(
+        lr * 1e-2, rel=1e-3)
+    for name in ('/model/ppm/0/conv/W', '/model/head_conv1/conv/W',
+                 '/model/head_conv2/W', '/aux_conv1/conv/W',
+                 '/aux_conv2/W'):
+        assert shrink(name) == pytest.approx(10 * lr * 1e-2, rel=1e-3), name
+    for name in before:
+        if name.endswith(('/gamma', '/beta')):
+            np.testing.assert_array_equal(before[name], after[name], name)
+
+
+def test_gradient_scaling_scales_gradients(model, comm):
+    chain = distributed.to_multi_node_batch_normalization(TrainChain(model),
+                                                          comm)
+    optimizer = optimizer_module.setup_optimizer(chain, comm, lr=0.1,
+                                                 weight_decay=0)
+    optimizer_module.synchronize_start(optimizer, comm)
+    W = chain.model.extractor.conv1_1.conv.W
+    b = chain.model.head_conv2.b
+    W0, b0 = W.array.copy(), b.array.copy()
+    for param in chain.params():
+        param.grad = np.zeros_like(param.array)
+    W.grad[...] = 1
+    b.grad[...] = 1
+    optimizer.update()
+    np.testing.assert_allclose(W0 - W.array, 0.1, rtol=1e-5)
+    np.testing.assert_allclose(b0 - b.array, 1.0, rtol=1e-5)
+
+
+class _Regression(chainer.Chain):
+    def __init__(self):
+        super(_Regression, self).__init__()
+        with self.init_scope():
+            self.l = L.Linear(3, 1)
+
+    def forward(self, x, t):
+        loss = F.mean_squared_error(self.l(x), t)
+        if float(x[0, 0]) > 1000:
+            loss = loss * np.float32('nan')
+        chainer.report({'loss': loss}, self)
+        return loss
+
+
+def _tiny_trainer(comm, out, n_iter, snapshot_every, lr=0.5):
+    rng = np.random.RandomState(0)
+    xs = rng.uniform(0, 1, (10, 3)).astype(np.float32)
+    ts = xs.sum(axis=1, keepdims=True)
+    # No shuffling and a seeded start: runs are reproducible, so a resumed
+    # run can be compared with an uninterrupted one number by number.
+    iterator = chainer.iterators.SerialIterator(
+        chainer.datasets.TupleDataset(xs, ts), 3, shuffle=False)
+    optimizer = chainer.optimizers.MomentumSGD(lr)
+    np.random.seed(0)
+    optimizer.setup(_Regression())
+    updater = training.updaters.StandardUpdater(iterator, optimizer)
+    trainer = training.Trainer(updater, (n_iter, 'iteration'), str(out))
+    trainer.extend(chainer_extensions.PolynomialShift(
+        'lr', 0.9, n_iter, optimizer=optimizer), trigger=(1, 'iteration'))
+    trainer.extend(extensions.StopOnNonFiniteLoss(comm,
+                                                  snapshot_out=str(out)))
+    trainer.extend(snapshots.ProcessIteratorStates(comm, iterator),
+                   trigger=(snapshot_every, 'iteration'))
+    trainer.extend(chainer_extensions.snapshot(
+        filename=snapshots.SNAPSHOT_PATTERN,
+        writer=snapshots.AtomicWriter(), n_retains=2),
+        trigger=(snapshot_every, 'iteration'))
+    trainer.extend(chainer_extensions.LogReport(trigger=(1, 'iteration')))
+    trainer.extend(chainer_extensions.observe_lr(), trigger=(1, 'iteration'))
+    return trainer
+
+
+def _log(out):
+    with open(os.path.join(str(out), 'log')) as f:
+        return json.load(f)
+
+
+def test_learning_rate_is_polynomial_every_iteration(comm, tmp_path):
+    n_iter = 10
+    _tiny_trainer(comm, tmp_path, n_iter, 100, lr=0.5).run()
+    lrs = [entry['lr'] for entry in _log(tmp_path)]
+    expected = [0.5 * (1 - i / n_iter) ** 0.9 for i in range(n_iter)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-9)
+
+
+class _Crashed(Exception):
+    pass
+
+
+class _Crash(chainer.training.Extension):
+    def __call__(self, trainer):
+        raise _Crashed()
+
+
+def test_resume_continues_schedule_iterator_and_weights(comm, tmp_path):
+    n_iter = 9
+    whole = _tiny_trainer(comm, tmp_path / 'whole', n_iter, 4)
+    whole.run()
+
+    first = _tiny_trainer(comm, tmp_path / 'part', n_iter, 4)
+    first.extend(_Crash(), trigger=(6, 'iteration'))
+    with pytest.raises(_Crashed):
+        first.run()  # after the snapshot of iteration 4
+    snapshot = snapshots.find_latest_snapshot(str(tmp_path / 'part'))
+    assert snapshots.snapshot_iteration(snapshot) == 4
+    assert snapshots.check_snapshot(snapshot) == {'iteration': 4,
+                                                  'n_processes': 1}
+    resumed = _tiny_trainer(comm, tmp_path / 'part', n_iter, 4)
+    snapshots.load_snapshot(snapshot, resumed)
+    resumed.run()
+
+    assert resumed.updater.iteration == n_iter
+    whole_log = _log(tmp_path / 'whole')
+    resumed_log = _log(tmp_path / 'part')
+    assert [e['iteration'] for e in resumed_log] == list(range(1, n_iter + 1))
+    np.testing.assert_allclose([e['lr'] for e in resumed_log],
+                               [e['lr'] for e in whole_log], rtol=1e-12)
+    np.testing.assert_allclose([e['main/loss'] for e in resumed_log],
+                               [e['main/loss'] for e in whole_log],
+                               rtol=1e-5)
+    w_whole = whole.updater.get_optimizer('main').target.l.W.array
+    w_resumed = resumed.updater.get_optimizer('main').target.l.W.array
+    np.testing.assert_allclose(w_resumed, w_whole, rtol=1e-5)
+    # Only the newest snapshots are kept.
+    names = sorted(os.listdir(str(tmp_path / 'whole')))
+    assert [n for n in names if n.startswith('snapshot')] == [
+        'snapshot_iter_4.npz', 'snapshot_iter_8.npz']
+    assert not [n for n in names if n.startswith('.tmp')]
+
+
+def test_non_finite_loss_stops_with_a_clear_message(comm, tmp_path):
+    trainer = _tiny_trainer(comm, tmp_path, 30, 2, lr=0.5)
+    # From iteration 5 on, every example makes the loss NaN.
+    dataset = trainer.updater.get_iterator('main').dataset
+    xs = dataset._datasets[0]
+    trainer.extend(_Poison(xs), trigger=(5, 'iteration'))
+    with pytest.raises(extensions.TrainingDiverged) as info:
+        trainer.run()
+    message = str(info.value)
+    assert 'NaN or infinite at iteration' in message
+    assert 'snapshot_iter_' in message and '--resume' in message
+    assert isinstance(info.value, UserError)
+
+
+class _Poison(chainer.training.Extension):
+    def __init__(self, xs):
+        self.xs = xs
+
+    def __call__(self, trainer):
+        self.xs[:, 0] = 10000
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    path = str(tmp_path / 'model.npz')
+
+    def failing(f):
+        f.write(b'partial')
+        raise RuntimeError('disk full')
+
+    with pytest.raises(RuntimeError):
+        snapshots.write_atomic(path, failing)
+    assert os.listdir(str(tmp_path)) == []
+    snapshots.save_json_atomic(str(tmp_path / 'a.json'), {'x': 1})
+    assert json.load(open(str(tmp_path / 'a.json'))) == {'x': 1}
+    assert oct(os.stat(str(tmp_path / 'a.json')).st_mode & 0o777) != '0o600'
+
+
+def test_resume_path_resolution(tmp_path):
+    out = str(tmp_path)
+    with pytest.raises(UserError, match='no snapshot_iter'):
+        snapshots.resolve_resume('latest', out)
+    with pytest.raises(UserError, match='does not exist'):
+        snapshots.resolve_resume(str(tmp_path / 'nope.npz'), out)
+    assert snapshots.resolve_resume(None, out) is None
+    for n in (2, 10, 9):
+        open(os.path.join(out, 'snapshot_iter_{}.npz'.format(n)), 'w').close()
+    open(os.path.join(out, 'snapshot_iter_x.npz'), 'w').close()
+    assert snapshots.resolve_resume('latest', out).endswith(
+        'snapshot_iter_10.npz')
+
+
+def test_corrupt_or_foreign_snapshot_is_a_user_error(tmp_path):
+    corrupt = str(tmp_path / 'snapshot_iter_3.npz')
+    with open(corrupt, 'wb') as f:
+        f.write(b'PK\x03\x04garbage')
+    with pytest.raises(UserError, match='corrupt'):
+        snapshots.check_snapshot(corrupt)
+    foreign = str(tmp_path / 'other.npz')
+    np.savez(foreign, a=np.zeros(2))
+    with pytest.raises(UserError, match='not a trainer snapshot'):
+        snapshots.check_snapshot(foreign)
+
+
+def _options(**changes):
+    options = dict(
+        dataset='cityscapes', model='pspnet_resnet50', data_dir='auto',
+        lr=1e-2, batchsize=2, out='result', iteration=None,
+        communicator=None, crop_size=None, device='cpu',
+        pretrained_model='imagenet', resume=None, snapshot_interval=2000,
+        keep_snapshots=3, val_interval=10000, log_interval=10,
+        loaderjob=None, seed=0, progress=True)
+    options.update(changes)
+    return options
+
+
+def test_presets_and_overrides():
+    config = run.resolve_config(_options())
+    assert (config['crop_size'], config['iteration'], config['n_class']) == (
+        713, 90000, 19)
+    config = run.resolve_config(_options(dataset='ade20k'))
+    assert (config['crop_size'], config['iteration'], config['n_class']) == (
+        473, 150000, 150)
+    config = run.resolve_config(_options(crop_size=64, iteration=8))
+    assert (config['crop_size'], config['iteration']) == (64, 8)
+    assert run.validation_points(dict(config, val_interval=3)) == [3, 6, 8]
+    assert run.validation_points(dict(config, val_interval=0)) == [8]
+
+
+@pytest.mark.parametrize('changes,message', [
+    ({'crop_size': 32}, 'too small'),
+    ({'batchsize': 0}, '--batchsize'),
+    ({'lr': 0.0}, '--lr'),
+    ({'val_interval': -1}, '--val-interval'),
+    ({'dataset': 'voc'}, 'no training recipe'),
+])
+def test_bad_options_are_user_errors(changes, message):
+    with pytest.raises(UserError, match=message):
+        run.resolve_config(_options(**changes))
+
+
+def test_communicator_choice():
+    assert distributed.choose_communicator('cpu') == 'naive'
+    assert distributed.choose_communicator('gpu') == 'pure_nccl'
+    assert distributed.choose_communicator('gpu', 'naive') == 'naive'
+    with pytest.raises(UserError, match='needs GPUs'):
+        distributed.choose_communicator('cpu', 'pure_nccl')
+    assert distributed.choose_device_kind('cpu') == 'cpu'
+    if not chainer.backends.cuda.available:
+        assert distributed.choose_device_kind('auto') == 'cpu'
+        with pytest.raises(UserError, match='--device cpu'):
+            distributed.choose_device_kind('gpu')
+
+
+def test_replica_check_in_one_process(model, comm):
+    result = distributed.compare_replicas(comm, model)
+    assert result == {'n_processes': 1, 'params_identical': True,
+                      'persistents_identical': True, 'differing': []}
+
+
+# Initial weights ---------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def weight_files(base_model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp('weights')
+    trained = copy.deepcopy(base_model)
+    for param in trained.params():
+        param.array[...] += 0.5
+    files = {'extractor': str(folder / 'extractor.npz'),
+             'pspnet': str(folder / 'pspnet.npz'),
+             'other_classes': str(folder / 'pspnet_7.npz')}
+    chainer.serializers.save_npz(files['extractor'], trained.extractor,
+                                 compression=False)
+    chainer.serializers.save_npz(files['pspnet'], trained, compression=False)
+    other = PSPNetResNet50(n_class=7, input_size=SIZE)
+    other.extractor.copyparams(trained.extractor)
+    other.ppm.copyparams(trained.ppm)
+    other.head_conv1.copyparams(trained.head_conv1)
+    chainer.serializers.save_npz(files['other_classes'], other,
+                                 compression=False)
+    return trained, files
+
+
+def test_extractor_file_loads_into_the_extractor(model, weight_files):
+    trained, files = weight_files
+    head = model.head_conv1.conv.W.array.copy()
+    what = initial_weights.load_initial_weights(model, files['extractor'])
+    assert 'extractor' in what
+    np.testing.assert_array_equal(model.extractor.res4.b5.conv3.conv.W.array,
+                                  trained.extractor.res4.b5.conv3.conv.W.array)
+    np.testing.assert_array_equal(model.head_conv1.conv.W.array, head)
+
+
+def test_pspnet_file_loads_whole_or_all_but_the_classifier(
+        model, weight_files):
+    trained, files = weight_files
+    initial_weights.load_initial_weights(model, files['pspnet'])
+    np.testing.assert_array_equal(model.head_conv2.W.array,
+                                  trained.head_conv2.W.array)
+    fresh = PSPNetResNet50(n_class=N_CLASS, input_size=SIZE)
+    classifier = fresh.head_conv2.W.array.copy()
+    what = initial_weights.load_initial_weights(fresh,
+                                                files['other_classes'])
+    assert 'without its 7-class classifier' in what
+    np.testing.assert_array_equal(fresh.head_conv1.conv.W.array,
+                                  trained.head_conv1.conv.W.array)
+    np.testing.assert_array_equal(fresh.head_conv2.W.array, classifier)
+
+
+def test_none_warns_and_bad_files_are_user_errors(model, tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        initial_weights.load_initial_weights(model, 'none')
+    assert any('from scratch' in str(w.message) for w in caught)
+    with pytest.raises(UserError, match='does not exist'):
+        initial_weights.load_initial_weights(model, str(tmp_path / 'x.npz'))
+    foreign = str(tmp_path / 'foreign.npz')
+    np.savez(foreign, a=np.zeros(2))
+    with pytest.raises(UserError, match='neither a ResNet extractor'):
+        initial_weights.load_initial_weights(model, foreign)
+
+
+def test_validator_matches_the_plain_models_evaluation(model, comm):
+    from pspnet import evaluations
+    rng = np.random.RandomState(0)
+    for _, bn in _batch_normalizations(model):
+        bn.avg_mean[...] = rng.uniform(-0.1, 0.1, bn.avg_mean.shape)
+        bn.avg_var[...] = rng.uniform(0.5, 1.5, bn.avg_var.shape)
+    dataset = [(rng.uniform(0, 255, (3, 64, 80)).astype(np.float32),
+                rng.randint(-1, N_CLASS, (64, 80)).astype(np.int32))
+               for _ in range(2)]
+    plain = copy.deepcopy(model)
+    plain.fast_inference = False
+    expected = evaluations.evaluate_model(plain, dataset, range(2), N_CLASS)
+
+    chain = distributed.to_multi_node_batch_normalization(TrainChain(model),
+                                                          comm)
+    validator = extensions.SegmentationValidator(chain.model, dataset,
+                                                 N_CLASS, comm)
+    metrics = validator.evaluate()
+    # The same labels, but for the odd pixel whose two best classes tie
+    # within float rounding (predict may take another arithmetic path).
+    assert validator.confusion.sum() == expected.sum()
+    assert np.abs(validator.confusion - expected).sum() <= 2 * 0.001 * (
+        expected.sum())
+    assert metrics['miou'] == pytest.approx(
+        evaluations.semantic_segmentation_metrics(expected)['miou'],
+        abs=0.01)

@@ -1,0 +1,94 @@
+#!/usr/bin/env python
+"""Train PSPNet with data parallelism over MPI processes (ChainerMN).
+
+    mpiexec -n N python3 train_multi.py --dataset cityscapes|ade20k
+        --model pspnet_resnet50|pspnet_resnet101 [--data-dir D] [--lr 1e-2]
+        [--batchsize 2] [--out result] [--iteration I] [--communicator C]
+        [--crop-size N] [--device auto|gpu|cpu]
+        [--pretrained-model imagenet|PATH|none] [--resume [SNAPSHOT]]
+        [--snapshot-interval N] [--val-interval N]
+
+ChainerCV's recipe: one GPU per process (CPU processes without GPUs),
+batch normalization over all processes, momentum SGD with a polynomial
+learning rate, weight decay, ten times faster new layers, the auxiliary
+loss on res4. Writes OUT/config.json, OUT/log, loss and lr plots,
+snapshots OUT/snapshot_iter_N.npz and the final OUT/model_final.npz, which
+demo.py and eval_semantic_segmentation.py load.
+"""
+
+import argparse
+
+from pspnet import models
+from pspnet.errors import exit_on_user_error
+from pspnet.training import distributed
+from pspnet.training import run
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Train PSPNet on Cityscapes or ADE20K with ChainerMN '
+        '(start with mpiexec -n N).')
+    parser.add_argument('--dataset', required=True,
+                        choices=sorted(run.TRAINING_PRESETS))
+    parser.add_argument('--model', required=True,
+                        choices=sorted(models.MODELS))
+    parser.add_argument('--data-dir', default='auto',
+                        help="dataset folder (default 'auto': "
+                        '$CHAINER_DATASET_ROOT/pfnet/chainercv/DATASET)')
+    parser.add_argument('--lr', type=float, default=1e-2,
+                        help='initial learning rate (default 0.01)')
+    parser.add_argument('--batchsize', '--batch-size', type=int, default=2,
+                        help='images per process and iteration (default 2)')
+    parser.add_argument('--out', default='result',
+                        help='output folder (default result)')
+    parser.add_argument('--iteration', type=int,
+                        help='iterations (default: 90000 for cityscapes, '
+                        '150000 for ade20k)')
+    parser.add_argument('--communicator', choices=distributed.COMMUNICATORS,
+                        help='ChainerMN communicator (default: pure_nccl '
+                        'with GPUs, naive on CPUs)')
+    parser.add_argument('--crop-size', type=int, metavar='N',
+                        help='training crop and network input size '
+                        '(default: 713 for cityscapes, 473 for ade20k)')
+    parser.add_argument('--device', choices=('auto', 'gpu', 'cpu'),
+                        default='auto',
+                        help='auto (default): one GPU per process when '
+                        'CuPy sees GPUs, else CPU')
+    parser.add_argument('--pretrained-model', default='imagenet',
+                        metavar='imagenet|PATH|none',
+                        help='initial weights: imagenet (default, '
+                        "ChainerCV's ImageNet extractor), an extractor or "
+                        'PSPNet .npz, or none (from scratch)')
+    parser.add_argument('--resume', nargs='?', const='latest',
+                        metavar='SNAPSHOT',
+                        help='continue a run: alone, from the latest '
+                        'snapshot in --out; or from SNAPSHOT')
+    parser.add_argument('--snapshot-interval', type=int, default=2000,
+                        metavar='N', help='iterations between snapshots '
+                        '(default 2000)')
+    parser.add_argument('--keep-snapshots', type=int, default=3,
+                        metavar='N', help='snapshots kept (default 3)')
+    parser.add_argument('--val-interval', type=int, default=10000,
+                        metavar='N', help='iterations between validations; '
+                        '0: only at the end (default 10000)')
+    parser.add_argument('--log-interval', type=int, default=10, metavar='N',
+                        help='iterations between log lines (default 10)')
+    parser.add_argument('--loaderjob', type=int, metavar='N',
+                        help='data loading processes per process; 0 loads '
+                        'in the process (default: the free cores, at most '
+                        '4)')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the split of the data over the '
+                        'processes (default 0)')
+    parser.add_argument('--no-progress', dest='progress',
+                        action='store_false', help='no progress bar')
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def main(argv=None):
+    run.train(vars(parse_args(argv)))
+
+
+if __name__ == '__main__':
+    main()
