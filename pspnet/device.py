@@ -5,6 +5,17 @@ import chainer
 from pspnet.errors import UserError
 
 
+def gpu_count():
+    """Number of CUDA GPUs CuPy sees; 0 without CuPy or a driver."""
+    if not chainer.backends.cuda.available:
+        return 0
+    import cupy
+    try:
+        return cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError:
+        return 0
+
+
 def use_gpu(link, gpu):
     """Move a link to GPU ``gpu`` and make that GPU current.
 
@@ -24,8 +35,7 @@ def use_gpu(link, gpu):
         raise UserError('--gpu {} needs CuPy, which is not installed or '
                         'finds no CUDA; install requirements-gpu.txt (see '
                         'README) or drop --gpu'.format(gpu))
-    import cupy
-    n_gpu = cupy.cuda.runtime.getDeviceCount()
+    n_gpu = gpu_count()
     if gpu >= n_gpu:
         raise UserError('--gpu {}: this machine has {} GPU(s); pass an id '
                         'from 0 to {}'.format(gpu, n_gpu, n_gpu - 1))

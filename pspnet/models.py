@@ -64,8 +64,9 @@ def build_model(model='pspnet_resnet101', dataset=None, pretrained_model=None,
         pretrained_model = preset.get('pretrained_model')
         if pretrained_model is None:
             raise UserError(
-                'no published {} weights; convert pspnet101_VOC2012.caffemodel '
-                'with caffe2npz.py or train a model, then pass '
+                'no published {} weights; convert '
+                'pspnet101_VOC2012.caffemodel with caffe2npz.py or train a '
+                'model, then pass '
                 '--pretrained-model FILE.npz'.format(dataset or 'default'))
     presets = _pretrained.PRESETS[MODELS[model]._n_layer]
     if pretrained_model in presets:

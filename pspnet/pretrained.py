@@ -6,9 +6,11 @@ import shutil
 import zipfile
 
 import chainer
-import filelock
 import numpy as np
 
+from pspnet.cache import cache_directory
+from pspnet.cache import cache_lock
+from pspnet.cache import download
 from pspnet.errors import UserError
 
 _URL_ROOT = 'https://chainercv-models.preferred.jp/'
@@ -22,7 +24,8 @@ PRESETS = {
             + 'pspnet_resnet50_cityscapes_trained_2018_12_19.npz'},
         'ade20k': {
             'param': {'n_class': 150, 'input_size': (473, 473)},
-            'url': _URL_ROOT + 'pspnet_resnet50_ade20k_trained_2018_12_23.npz'},
+            'url': _URL_ROOT
+            + 'pspnet_resnet50_ade20k_trained_2018_12_23.npz'},
         'imagenet': {
             'param': {},
             'url': _URL_ROOT
@@ -58,21 +61,13 @@ def download_model(url):
     Raises:
         UserError: The download failed (offline, server error).
     """
-    root = chainer.dataset.get_dataset_directory(
-        os.path.join('pfnet', 'chainercv', 'models'))
-    lock_dir = chainer.dataset.get_dataset_directory(
-        os.path.join('pfnet', 'chainercv', '.lock'))
-    path = os.path.join(root, os.path.basename(url))
-    with filelock.FileLock(os.path.join(lock_dir, 'models.lock')):
+    path = os.path.join(cache_directory('models'), os.path.basename(url))
+    with cache_lock('models'):
         if os.path.exists(path):
             return path
-        try:
-            cache_path = chainer.dataset.cached_download(url)
-        except Exception as e:
-            raise UserError(
-                'could not download {} ({}: {}); download it elsewhere and '
-                'pass its local path as the pretrained model, or put it at {}'
-                .format(url, type(e).__name__, e, path))
+        cache_path = download(
+            url, 'download it elsewhere and pass its local path as the '
+            'pretrained model, or put it at {}'.format(path))
         shutil.move(cache_path, path)
     return path
 
@@ -123,7 +118,7 @@ def read_npz_shapes(path):
             for name in npz.files:
                 shapes[name] = npz[name].shape
             return shapes
-    except (zipfile.BadZipFile, EOFError, ValueError, OSError, zipfile.LargeZipFile) as e:
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError) as e:
         raise UserError('{} is truncated or corrupt ({}); download or '
                         'convert it again'.format(path, e))
 

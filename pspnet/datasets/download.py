@@ -6,19 +6,16 @@ that may be redistributed.
 ChainerCV uses, so data ChainerCV has already downloaded is reused.
 """
 
-import os
 import shutil
 
-import chainer
-import filelock
-
+from pspnet.cache import cache_directory
+from pspnet.cache import cache_lock
+from pspnet.cache import download
 from pspnet.errors import UserError
 
 
-def dataset_root(name):
-    """``$CHAINER_DATASET_ROOT/pfnet/chainercv/<name>``, created if needed."""
-    return chainer.dataset.get_dataset_directory(
-        os.path.join('pfnet', 'chainercv', name))
+#: ``$CHAINER_DATASET_ROOT/pfnet/chainercv/<name>``, created if needed.
+dataset_root = cache_directory
 
 
 def fetch_dataset(name, url, is_extracted):
@@ -40,19 +37,12 @@ def fetch_dataset(name, url, is_extracted):
         UserError: The download failed (offline, server error) or the
         archive is unusable.
     """
-    lock_dir = chainer.dataset.get_dataset_directory(
-        os.path.join('pfnet', 'chainercv', '.lock'))
-    with filelock.FileLock(os.path.join(lock_dir, name + '.lock')):
+    with cache_lock(name):
         root = dataset_root(name)
         if is_extracted(root):
             return root
-        try:
-            archive = chainer.dataset.cached_download(url)
-        except Exception as e:
-            raise UserError(
-                'could not download {} ({}: {}); download it elsewhere, '
-                'extract it into {} and try again, or pass --data-dir'
-                .format(url, type(e).__name__, e, root))
+        archive = download(url, 'download it elsewhere, extract it into {} '
+                           'and try again, or pass --data-dir'.format(root))
         archive_format = 'zip' if url.endswith('.zip') else 'tar'
         try:
             shutil.unpack_archive(archive, root, archive_format)

@@ -14,6 +14,7 @@ import traceback
 import chainer
 import numpy as np
 
+from pspnet.device import gpu_count
 from pspnet.errors import UserError
 
 #: Communicators of Chainer 7.8.1's ChainerMN that need GPUs (and CuPy).
@@ -21,16 +22,6 @@ GPU_COMMUNICATORS = ('pure_nccl', 'flat', 'non_cuda_aware')
 #: The communicator that works on the CPU.
 CPU_COMMUNICATORS = ('naive',)
 COMMUNICATORS = GPU_COMMUNICATORS + CPU_COMMUNICATORS
-
-
-def _n_gpus():
-    if not chainer.backends.cuda.available:
-        return 0
-    import cupy
-    try:
-        return cupy.cuda.runtime.getDeviceCount()
-    except cupy.cuda.runtime.CUDARuntimeError:
-        return 0
 
 
 # Rank variables of MPICH/Intel MPI (PMI), Open MPI and MVAPICH.
@@ -66,7 +57,7 @@ def choose_device_kind(device='auto'):
             device))
     if device == 'cpu':
         return 'cpu'
-    if _n_gpus() > 0:
+    if gpu_count() > 0:
         return 'gpu'
     if device == 'gpu':
         raise UserError('--device gpu needs CuPy and a CUDA GPU, and CuPy '
@@ -134,7 +125,7 @@ def process_device(kind, comm):
     """
     if kind == 'cpu':
         return chainer.get_device('@numpy')
-    n_gpu = _n_gpus()
+    n_gpu = gpu_count()
     if comm.intra_rank >= n_gpu:
         raise UserError(
             'this machine runs {} processes but has {} GPU(s); start at '
