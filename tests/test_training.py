@@ -238,10 +238,10 @@ class _Regression(chainer.Chain):
     def __init__(self):
         super(_Regression, self).__init__()
         with self.init_scope():
-            self.l = L.Linear(3, 1)
+            self.linear = L.Linear(3, 1)
 
     def forward(self, x, t):
-        loss = F.mean_squared_error(self.l(x), t)
+        loss = F.mean_squared_error(self.linear(x), t)
         if float(x[0, 0]) > 1000:
             loss = loss * np.float32('nan')
         chainer.report({'loss': loss}, self)
@@ -324,8 +324,8 @@ def test_resume_continues_schedule_iterator_and_weights(comm, tmp_path):
     np.testing.assert_allclose([e['main/loss'] for e in resumed_log],
                                [e['main/loss'] for e in whole_log],
                                rtol=1e-5)
-    w_whole = whole.updater.get_optimizer('main').target.l.W.array
-    w_resumed = resumed.updater.get_optimizer('main').target.l.W.array
+    w_whole = whole.updater.get_optimizer('main').target.linear.W.array
+    w_resumed = resumed.updater.get_optimizer('main').target.linear.W.array
     np.testing.assert_allclose(w_resumed, w_whole, rtol=1e-5)
     # Only the newest snapshots are kept.
     names = sorted(os.listdir(str(tmp_path / 'whole')))

@@ -1,0 +1,136 @@
+"""GPU checks (CuPy): the same results on the GPU as on the CPU.
+
+They skip where CuPy or a GPU is missing, as on CI. Run them on a GPU
+machine with ``python -m pytest tests/test_gpu.py``.
+"""
+
+import copy
+
+import chainer
+import chainer.functions as F
+import numpy as np
+import pytest
+
+from pspnet import PSPNetResNet50
+from pspnet.device import gpu_count
+from pspnet.device import use_gpu
+from pspnet.evaluations import SemanticSegmentationConfusion
+
+
+pytestmark = pytest.mark.skipif(gpu_count() == 0,
+                                reason='needs CuPy and a CUDA GPU')
+
+SIZE = 65
+N_CLASS = 5
+
+
+def _model(seed=0):
+    rng = np.random.RandomState(seed)
+    model = PSPNetResNet50(N_CLASS, input_size=SIZE)
+    for name, link in model.namedlinks():
+        if isinstance(link, chainer.links.BatchNormalization):
+            link.avg_mean[:] = rng.uniform(-0.2, 0.2, link.avg_mean.shape)
+            link.avg_var[:] = rng.uniform(0.5, 2, link.avg_var.shape)
+    return model
+
+
+def _image(seed, shape):
+    rng = np.random.RandomState(seed)
+    img = rng.uniform(0, 255, (3,) + shape).astype(np.float32)
+    return F.average_pooling_2d(img[None], 7, 1, 3).array[0]
+
+
+def test_forward_matches_cpu():
+    model = _model()
+    x = _image(1, (SIZE, SIZE))[None] - model.mean
+    with chainer.using_config('train', False):
+        cpu = model.forward(x).array
+        use_gpu(model, 0)
+        gpu = model.forward(model.xp.asarray(x)).array
+    assert isinstance(gpu, chainer.backends.cuda.ndarray)
+    gpu = chainer.backends.cuda.to_cpu(gpu)
+    scale = np.abs(cpu).max()
+    np.testing.assert_allclose(gpu, cpu, rtol=0, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize('shape', [(50, 60), (90, 140)])
+def test_predict_matches_cpu(shape):
+    """Canvas (50x60) and sliding-window (90x140) paths."""
+    model = _model()
+    img = _image(2, shape)
+    cpu_scores = model.predict_scores(img)
+    use_gpu(model, 0)
+    gpu_scores = chainer.backends.cuda.to_cpu(model.predict_scores(img))
+    np.testing.assert_allclose(gpu_scores, cpu_scores, rtol=0, atol=1e-4)
+    label = model.predict([img])[0]
+    assert isinstance(label, np.ndarray) and label.dtype == np.int32
+    assert label.shape == shape
+    top2 = np.sort(cpu_scores, axis=0)[-2:]
+    clear = (top2[1] - top2[0]) > 1e-3
+    np.testing.assert_array_equal(label[clear],
+                                  cpu_scores.argmax(axis=0)[clear])
+
+
+def test_multiscale_on_gpu():
+    model = _model()
+    model.scales = (0.5, 1.0)
+    img = _image(3, (40, 52))
+    cpu_scores = model.predict_scores(img)
+    use_gpu(model, 0)
+    gpu_scores = chainer.backends.cuda.to_cpu(model.predict_scores(img))
+    np.testing.assert_allclose(gpu_scores, cpu_scores, rtol=0, atol=1e-4)
+
+
+def test_confusion_of_gpu_label_maps():
+    import cupy
+    rng = np.random.RandomState(4)
+    pred = rng.randint(0, 3, (20, 30))
+    gt = rng.randint(-1, 3, (20, 30))
+    on_cpu = SemanticSegmentationConfusion(3)
+    on_cpu.update(pred, gt)
+    on_gpu = SemanticSegmentationConfusion(3)
+    on_gpu.update(cupy.asarray(pred), cupy.asarray(gt))
+    np.testing.assert_array_equal(
+        chainer.backends.cuda.to_cpu(on_gpu.matrix), on_cpu.matrix)
+
+
+def test_training_step_with_nccl_and_multi_node_bn():
+    """One process of train_multi.py's GPU path: the NCCL communicator,
+    multi-node BN and the multi-node optimizer update the weights on the
+    GPU as the same step does on the CPU."""
+    from pspnet.training import distributed
+    from pspnet.training.optimizer import setup_optimizer
+    from pspnet.training.optimizer import synchronize_start
+    from pspnet.training.train_chain import TrainChain
+
+    rng = np.random.RandomState(5)
+    x = rng.uniform(-100, 100, (2, 3, SIZE, SIZE)).astype(np.float32)
+    t = rng.randint(-1, N_CLASS, (2, SIZE, SIZE)).astype(np.int32)
+
+    initial = TrainChain(_model(), dropout_ratio=0.0)  # no random masks
+
+    def one_step(comm, gpu):
+        chain = distributed.to_multi_node_batch_normalization(
+            copy.deepcopy(initial), comm)
+        if gpu:
+            chain.to_gpu(0)
+        optimizer = setup_optimizer(chain, comm, lr=1e-3)
+        synchronize_start(optimizer, comm)
+        xp = chain.xp
+        loss = chain(xp.asarray(x), xp.asarray(t))
+        chain.cleargrads()
+        loss.backward()
+        optimizer.update()
+        return float(loss.array), chain
+
+    chainer.backends.cuda.get_device_from_id(0).use()
+    gpu_loss, gpu_chain = one_step(
+        distributed.create_communicator('pure_nccl'), True)
+    cpu_loss, cpu_chain = one_step(
+        distributed.create_communicator('naive'), False)
+    assert np.isfinite(gpu_loss)
+    assert gpu_loss == pytest.approx(cpu_loss, rel=1e-3)
+    gpu_w = chainer.backends.cuda.to_cpu(
+        gpu_chain.model.head_conv2.W.array)
+    np.testing.assert_allclose(gpu_w, cpu_chain.model.head_conv2.W.array,
+                               rtol=1e-3, atol=1e-5)
