@@ -11,15 +11,15 @@ ChainerCV's) and into demo.py and eval_semantic_segmentation.py through
 --pretrained-model.
 """
 
-import argparse
 import time
 
 from pspnet.caffe import convert_caffemodel
+from pspnet.errors import ArgumentParser
 from pspnet.errors import exit_on_user_error
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description='Convert a PSPNet caffemodel (hszhao/PSPNet) into npz '
         'weights for PSPNetResNet50/101.')
     parser.add_argument('source', metavar='SOURCE.caffemodel')

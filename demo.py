@@ -19,7 +19,6 @@ get the extension and then a number appended). In a batch, unreadable
 images are skipped with a message and the exit status is 2 at the end.
 """
 
-import argparse
 import os
 import sys
 
@@ -29,6 +28,7 @@ from pspnet import device
 from pspnet import image_io
 from pspnet import models
 from pspnet import visualizations
+from pspnet.errors import ArgumentParser
 from pspnet.errors import exit_on_user_error
 from pspnet.errors import UserError
 from pspnet.links.pspnet import MIN_INPUT_SIZE
@@ -36,18 +36,8 @@ from pspnet.links.pspnet import MIN_INPUT_SIZE
 OUTPUTS = ('label', 'color', 'overlay', 'figure')
 
 
-class _OneLineErrorParser(argparse.ArgumentParser):
-    """Reports a bad flag in one ``error:`` line, like every other error."""
-
-    def error(self, message):
-        print('error: {}; see python {} --help'.format(message, self.prog),
-              file=sys.stderr)
-        sys.exit(2)
-
-
 def parse_args(argv=None):
-    parser = _OneLineErrorParser(
-        prog=os.path.basename(sys.argv[0]) or 'demo.py',
+    parser = ArgumentParser(
         description='Segment images with PSPNet; write the label map (class '
         'ids), the colour mask, an overlay and a figure with a legend.')
     parser.add_argument('--gpu', '-g', type=int, default=-1, metavar='N',

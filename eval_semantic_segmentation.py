@@ -14,6 +14,7 @@ import tqdm
 from pspnet import datasets
 from pspnet import evaluations
 from pspnet.device import use_gpu
+from pspnet.errors import ArgumentParser
 from pspnet.errors import exit_on_user_error
 from pspnet.errors import UserError
 from pspnet.evaluations import distributed
@@ -46,7 +47,7 @@ def _positive(text):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--dataset', required=True,
                         choices=sorted(datasets.DATASETS))
     parser.add_argument('--model', required=True, choices=sorted(MODELS))

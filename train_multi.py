@@ -16,16 +16,15 @@ snapshots OUT/snapshot_iter_N.npz and the final OUT/model_final.npz, which
 demo.py and eval_semantic_segmentation.py load.
 """
 
-import argparse
-
 from pspnet import models
+from pspnet.errors import ArgumentParser
 from pspnet.errors import exit_on_user_error
 from pspnet.training import distributed
 from pspnet.training import run
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description='Train PSPNet on Cityscapes or ADE20K with ChainerMN '
         '(start with mpiexec -n N).')
     parser.add_argument('--dataset', required=True,

@@ -6,7 +6,9 @@ that names the problem and the fix. The scripts print that line and exit
 with status 2 instead of showing a traceback.
 """
 
+import argparse
 import functools
+import os
 import sys
 
 
@@ -29,3 +31,13 @@ def exit_on_user_error(main):
             print('interrupted', file=sys.stderr)
             sys.exit(130)
     return wrapper
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An argument parser that reports a bad flag in one ``error:`` line
+    (exit status 2), like every other user error."""
+
+    def error(self, message):
+        print('error: {}; see python {} --help'.format(
+            message, os.path.basename(self.prog)), file=sys.stderr)
+        sys.exit(2)
