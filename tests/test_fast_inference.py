@@ -1,0 +1,382 @@
+"""The numpy inference path against Chainer's functions and plain forward."""
+
+import chainer
+import chainer.functions as F
+import numpy as np
+import pytest
+
+from pspnet import PSPNetResNet50
+from pspnet.inference import buffers
+from pspnet.inference import fast_forward
+from pspnet.inference import fast_network_scores
+from pspnet.inference import folding
+from pspnet.inference import kernels
+from pspnet.inference import network
+from pspnet.inference import openblas
+from pspnet.inference import release_buffers
+from pspnet.inference import threads
+from pspnet.inference import unsupported_reason
+
+N_CLASS = 7
+SIZE = 65
+
+
+def randomize_bn(link, rng):
+    """Batch normalizations that are far from identities, so that folding
+    mistakes show."""
+    for name, param in link.namedparams():
+        if name.endswith('/gamma'):
+            param.array[:] = rng.uniform(0.5, 1.5, param.shape)
+        elif name.endswith('/beta'):
+            param.array[:] = rng.uniform(-0.2, 0.2, param.shape)
+    for _, child in link.namedlinks():
+        if isinstance(child, chainer.links.BatchNormalization):
+            child.avg_mean[:] = rng.uniform(-0.2, 0.2, child.avg_mean.shape)
+            child.avg_var[:] = rng.uniform(0.5, 2, child.avg_var.shape)
+
+
+def smooth_image(rng, H, W):
+    img = rng.uniform(0, 255, (3, H, W)).astype(np.float32)
+    img = F.average_pooling_2d(img[None], 9, 1, 4).array[0]
+    return np.clip((img - 127.5) * 4 + 127.5, 0, 255)
+
+
+@pytest.fixture(scope='module')
+def model():
+    """ResNet50 with random weights whose labels change often across an
+    image: the classifier is amplified and centred so that every class
+    wins somewhere and small errors would flip labels."""
+    rng = np.random.RandomState(0)
+    link = PSPNetResNet50(N_CLASS, input_size=SIZE)
+    randomize_bn(link, rng)
+    link.head_conv2.W.array *= 300
+    probe = smooth_image(rng, SIZE, SIZE)
+    logits = plain_forward(link, (probe - link.mean)[None])
+    link.head_conv2.b.array[:] = -logits.mean(axis=(0, 2, 3))
+    return link
+
+
+def plain_forward(link, x):
+    with chainer.using_config('train', False), chainer.no_backprop_mode():
+        return link.forward(x).array
+
+
+def relative_error(got, expected):
+    return np.abs(got - expected).max() / np.abs(expected).max()
+
+
+def plain_predict_scores(link, img):
+    try:
+        link.fast_inference = False
+        return link.predict_scores(img)
+    finally:
+        link.fast_inference = True
+
+
+# Kernels against the Chainer functions they replace.
+
+@pytest.mark.parametrize('ksize,stride,pad,dilate,size', [
+    (3, 1, 1, 1, (9, 11)),
+    (3, 2, 1, 1, (9, 11)),    # odd input, strided (stem, res3)
+    (3, 2, 1, 1, (10, 7)),
+    (3, 1, 2, 2, (9, 8)),     # res4
+    (3, 1, 4, 4, (9, 10)),    # res5: dilation close to the image size
+    (3, 1, 4, 4, (3, 4)),     # taps entirely outside the image
+    (1, 1, 0, 1, (5, 6)),
+    (1, 2, 0, 1, (7, 6)),     # strided projection
+])
+@pytest.mark.parametrize('column_floats', [10 ** 7, 1])
+def test_convolutions_match_chainer(ksize, stride, pad, dilate, size,
+                                    column_floats):
+    rng = np.random.RandomState(1)
+    conv = chainer.links.Convolution2D(
+        5, 4, ksize, stride, pad, dilate=dilate, nobias=False)
+    conv.b.array[:] = rng.randn(4)
+    bn = chainer.links.BatchNormalization(4)
+    randomize_bn(bn, rng)
+    x = rng.randn(2, 5, *size).astype(np.float32)
+    with chainer.using_config('train', False):
+        expected = bn(conv(x)).array
+    inputs = kernels.feature_map(5, 2, *size)
+    inputs[:5] = x.transpose(1, 0, 2, 3)
+    out = np.full((4,) + expected.shape[:1] + expected.shape[2:], np.nan,
+                  np.float32)
+    if ksize == 1:
+        kernels.conv1x1(inputs, folding.unfolded_matrix(conv, bn), out,
+                        stride)
+    else:
+        # A one-float column buffer forces one output row per block.
+        kernels.conv_unfolded(
+            inputs, folding.unfolded_matrix(conv, bn), out, ksize, stride,
+            pad, dilate, np.empty(column_floats, np.float32))
+    np.testing.assert_allclose(out.transpose(1, 0, 2, 3), expected,
+                               rtol=1e-5, atol=1e-5)
+    if stride == 1 and 2 * pad == dilate * (ksize - 1) and ksize > 1:
+        out[:] = np.nan
+        kernels.conv_per_tap(
+            inputs, lambda tap: folding.tap_matrix(conv, bn, tap), out,
+            ksize, pad, dilate)
+        np.testing.assert_allclose(out.transpose(1, 0, 2, 3), expected,
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('size', [(7, 9), (8, 8), (357, 6), (1, 2)])
+def test_max_pooling_covers_all_like_chainer(size):
+    x = np.random.RandomState(2).randn(3, 2, *size).astype(np.float32)
+    expected = F.max_pooling_2d(x.transpose(1, 0, 2, 3), 3, 2, 1).array
+    got = kernels.max_pool_cover_all(x, 3, 2, 1)
+    np.testing.assert_array_equal(got.transpose(1, 0, 2, 3), expected)
+
+
+def test_max_pooling_feature_size_at_713():
+    x = np.zeros((1, 1, 357, 357), np.float32)
+    assert kernels.max_pool_cover_all(x, 3, 2, 1).shape == (1, 1, 179, 179)
+
+
+@pytest.mark.parametrize('size,ksize', [((90, 90), (14, 14)),
+                                        ((90, 90), (89, 89)),
+                                        ((13, 11), (4, 3)),
+                                        ((9, 9), (9, 9))])
+def test_grid_average_pooling_drops_the_rest_like_chainer(size, ksize):
+    x = np.random.RandomState(3).randn(4, 2, *size).astype(np.float32)
+    expected = F.average_pooling_2d(x.transpose(1, 0, 2, 3), ksize,
+                                    ksize).array
+    got = kernels.average_pool_grid(x, ksize)
+    np.testing.assert_allclose(got.transpose(1, 0, 2, 3), expected,
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('in_size,out_size', [((1, 1), (9, 12)),
+                                              ((2, 3), (9, 10)),
+                                              ((6, 6), (12, 12)),
+                                              ((12, 9), (97, 65)),
+                                              ((9, 9), (4, 5))])
+def test_bilinear_resize_like_chainer(in_size, out_size):
+    x = np.random.RandomState(4).randn(3, 2, *in_size).astype(np.float32)
+    expected = F.resize_images(x.transpose(1, 0, 2, 3), out_size).array
+    got = kernels.resize_bilinear(x, out_size)
+    np.testing.assert_allclose(got.transpose(1, 0, 2, 3), expected,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_softmax_like_chainer():
+    x = np.random.RandomState(5).randn(2, 6, 3, 4).astype(np.float32) * 20
+    expected = F.softmax(x).array
+    got = kernels.softmax_(np.ascontiguousarray(x.transpose(1, 0, 2, 3)))
+    np.testing.assert_allclose(got.transpose(1, 0, 2, 3), expected,
+                               rtol=1e-5, atol=1e-7)
+
+
+# The whole network.
+
+def assert_same_logits(got, expected):
+    assert got.shape == expected.shape
+    assert relative_error(got, expected) <= 1e-4
+    agree = (got.argmax(axis=1) == expected.argmax(axis=1)).mean()
+    assert agree >= 0.999, agree
+
+
+def assert_same_scores(got, expected, axis):
+    # The amplified classifier turns logit errors of 1e-6 relative into
+    # probability differences near 1e-4 at class boundaries.
+    np.testing.assert_allclose(got, expected, atol=2e-3)
+    agree = (got.argmax(axis=axis) == expected.argmax(axis=axis)).mean()
+    assert agree >= 0.999, agree
+
+
+@pytest.mark.parametrize('batch,size', [(1, (SIZE, SIZE)), (2, (SIZE, SIZE)),
+                                        (1, (71, 67))])
+def test_forward_matches_plain(model, batch, size):
+    x = np.random.RandomState(6).uniform(
+        -120, 120, (batch, 3) + size).astype(np.float32)
+    assert unsupported_reason(model, x) is None
+    assert_same_logits(fast_forward(model, x), plain_forward(model, x))
+
+
+def test_flip_averaged_scores_match_plain(model):
+    img = smooth_image(np.random.RandomState(7), SIZE, SIZE)
+    x = (img - model.mean)[None]
+    got = fast_network_scores(model, x, flip=True)
+    with chainer.using_config('train', False), chainer.no_backprop_mode():
+        model.fast_inference = False
+        try:
+            expected = model._network_scores(x)
+        finally:
+            model.fast_inference = True
+    assert got.flags.c_contiguous
+    assert_same_scores(got, expected, axis=1)
+
+
+@pytest.mark.parametrize('size', [(50, 61),    # canvas, shrunk to fit
+                                  (97, 130)])  # sliding windows
+def test_predict_matches_plain(model, size):
+    img = smooth_image(np.random.RandomState(8), *size)
+    fast = model.predict_scores(img)
+    plain = plain_predict_scores(model, img)
+    assert_same_scores(fast, plain, axis=0)
+    assert len(np.unique(plain.argmax(axis=0))) > 1
+
+
+def test_predict_uses_fast_path_only_at_inference(model, monkeypatch):
+    calls = []
+    real = fast_network_scores
+
+    def counting(*args):
+        calls.append(args[1].shape)
+        return real(*args)
+
+    monkeypatch.setattr('pspnet.inference.fast_network_scores', counting)
+    img = smooth_image(np.random.RandomState(9), SIZE, SIZE)
+    model.predict([img])
+    assert calls == [(1, 3, SIZE, SIZE)]
+    model.fast_inference = False
+    try:
+        model.predict([img])
+    finally:
+        model.fast_inference = True
+    assert len(calls) == 1
+    x = (img - model.mean)[None]
+    with chainer.using_config('train', True):
+        model._network_scores(x)   # BN in training mode: the plain path
+    assert len(calls) == 1
+
+
+def test_parameters_changed_in_place_are_used(model):
+    """No folded copy outlives a call: in-place updates (what optimizers
+    do) and statistics changes show in the next prediction."""
+    x = np.random.RandomState(10).uniform(
+        -120, 120, (1, 3, SIZE, SIZE)).astype(np.float32)
+    before = fast_forward(model, x)
+    conv = model.extractor.res4.a.conv2
+    saved = (conv.conv.W.array.copy(), conv.bn.avg_var.copy(),
+             model.head_conv1.bn.beta.array.copy())
+    try:
+        conv.conv.W.array *= 1.5
+        conv.bn.avg_var[:] *= 0.5
+        model.head_conv1.bn.beta.array += 0.3
+        after = fast_forward(model, x)
+        assert relative_error(after, before) > 1e-2
+        assert_same_logits(after, plain_forward(model, x))
+    finally:
+        conv.conv.W.array[:] = saved[0]
+        conv.bn.avg_var[:] = saved[1]
+        model.head_conv1.bn.beta.array[:] = saved[2]
+    np.testing.assert_array_equal(fast_forward(model, x), before)
+
+
+def test_reloaded_weights_are_used(model, tmp_path):
+    x = np.random.RandomState(11).uniform(
+        -120, 120, (1, 3, SIZE, SIZE)).astype(np.float32)
+    path = str(tmp_path / 'model.npz')
+    chainer.serializers.save_npz(path, model, compression=False)
+    link = PSPNetResNet50(N_CLASS, input_size=SIZE,
+                          initialW=chainer.initializers.Zero())
+    link.head_conv2.b.array[:] = np.arange(N_CLASS)
+    first = fast_forward(link, x)
+    chainer.serializers.load_npz(path, link)
+    reloaded = fast_forward(link, x)
+    assert relative_error(reloaded, first) > 1e-2
+    assert_same_logits(reloaded, plain_forward(model, x))
+
+
+def test_unsupported_models_fall_back(model):
+    x = np.zeros((1, 3, SIZE, SIZE), np.float32)
+    assert unsupported_reason(model, x.astype(np.float64)) is not None
+    activ = model.extractor.res2.a.conv1.activ
+    try:
+        model.extractor.res2.a.conv1.activ = F.sigmoid
+        assert 'activation' in unsupported_reason(model, x)
+        # predict still works, through forward.
+        label, = model.predict([np.zeros((3, 40, 40), np.float32)])
+        assert label.shape == (40, 40)
+    finally:
+        model.extractor.res2.a.conv1.activ = activ
+
+
+# The pieces around the kernels.
+
+def test_tap_matrices_gather_every_tap():
+    rng = np.random.RandomState(13)
+    conv = chainer.links.Convolution2D(20, 6, 3, 1, 1)
+    conv.b.array[:] = rng.randn(6)
+    bn = chainer.links.BatchNormalization(6)
+    randomize_bn(bn, rng)
+    matrices = folding.tap_matrices(conv, bn)
+    assert matrices.shape == (9, 6, 21)
+    for tap in range(9):
+        np.testing.assert_array_equal(matrices[tap],
+                                      folding.tap_matrix(conv, bn, tap))
+    np.testing.assert_allclose(matrices[:, :, :-1].sum(axis=0),
+                               folding.unfolded_matrix(conv, bn)[:, :-1]
+                               .reshape(6, 20, 9).sum(axis=2), rtol=1e-5)
+
+
+def test_buffer_pool_recycles_and_trims():
+    pool = buffers.BufferPool()
+    a = pool.take((4, 5))
+    pool.give(a)
+    b = pool.take((2, 3))   # fits in a's buffer
+    assert np.shares_memory(a, b) and b.shape == (2, 3)
+    c = pool.take((10, 10))  # a's buffer is taken: a new one
+    assert not np.shares_memory(b, c)
+    pool.give(b, c, None)
+    pool.give(c)             # twice is harmless
+    assert len(pool._free) == 2
+    pool.trim()              # both were taken since the last trim
+    assert len(pool._free) == 2
+    pool.take((3,))
+    pool.trim()              # one was not taken: dropped
+    assert len(pool._free) == 0
+    with pytest.raises(ValueError):
+        pool.give(np.zeros(3, np.float64))
+
+
+@pytest.mark.parametrize('count', [0, 1, 2, 7])
+def test_parallel_ranges_cover_the_range_once(monkeypatch, count):
+    monkeypatch.setattr(threads, 'THREADS', 3)
+    seen = np.zeros(count, int)
+
+    def work(start, stop):
+        seen[start:stop] += 1
+
+    threads.parallel_ranges(work, count)
+    assert (seen == 1).all()
+
+    def fail(start, stop):
+        raise RuntimeError('boom')
+
+    if count:
+        with pytest.raises(RuntimeError):
+            threads.parallel_ranges(fail, count)
+
+
+def test_repeated_calls_reuse_buffers_and_agree(model):
+    x = np.random.RandomState(14).uniform(
+        -120, 120, (1, 3, SIZE, SIZE)).astype(np.float32)
+    first = fast_forward(model, x).copy()
+    pool = network._pools[model]
+    np.testing.assert_array_equal(fast_forward(model, x), first)
+    assert network._pools[model] is pool
+    release_buffers(model)
+    assert model not in network._pools
+    np.testing.assert_array_equal(fast_forward(model, x), first)
+
+
+@pytest.mark.parametrize('vendor,flags,expected', [
+    ('AuthenticAMD', 'fpu avx2 avx512f avx512dq avx512cd avx512bw avx512vl',
+     'SkylakeX'),
+    ('AuthenticAMD', 'fpu avx2', None),
+    ('GenuineIntel', 'fpu avx2 avx512f avx512dq avx512cd avx512bw avx512vl',
+     None),
+])
+def test_avx512_coretype(tmp_path, vendor, flags, expected):
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text('processor\t: 0\nvendor_id\t: {}\nflags\t\t: {}\n\n'
+                       .format(vendor, flags))
+    assert openblas.avx512_coretype(str(cpuinfo)) == expected
+    assert openblas.avx512_coretype(str(tmp_path / 'missing')) is None
+
+
+def test_loaded_core_name():
+    name = openblas.loaded_core_name()
+    assert name is None or isinstance(name, str) and name
