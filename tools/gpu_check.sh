@@ -3,29 +3,31 @@
 # eval_semantic_segmentation.py --gpu 0 (against the CPU result),
 # train_multi.py on one GPU, and the GPU inference benchmark.
 #
-#   tools/gpu_check.sh [OUT_DIR]      (PYTHON=... to pick the interpreter)
+#   tools/gpu_check.sh [OUT_DIR]      (PYTHON=... picks the interpreter)
 #
 # Uses random weights and a generated tiny Cityscapes, so it needs no
-# download. Exits non-zero at the first failing step.
-set -euo pipefail
+# download. Stops at the first failing step; KEEP_GOING=1 runs every step
+# and lists the failed ones. Exits non-zero if any step failed.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 OUT=${1:-result/gpu_check}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
-step() { echo; echo "=== $* ($(date +%T))"; }
 
-step "runtime"
-"$PY" -c "import chainer; chainer.print_runtime_info()"
-"$PY" -c "import cupy; print(cupy.cuda.runtime.getDeviceProperties(0)['name'].decode())"
+runtime() {
+  "$PY" -c "import chainer; chainer.print_runtime_info()"
+  "$PY" -c "import cupy; print(cupy.cuda.runtime.getDeviceProperties(0)['name'].decode())"
+}
 
-step "GPU tests"
-"$PY" -m pytest -q -rs tests/test_gpu.py 2>&1 | tee "$OUT/test_gpu.log"
-if grep -q "skipped" "$OUT/test_gpu.log"; then echo "GPU tests skipped"; exit 1; fi
+gpu_tests() {
+  "$PY" -m pytest -q -rs tests/test_gpu.py 2>&1 | tee "$OUT/test_gpu.log"
+  ! grep -q "skipped" "$OUT/test_gpu.log"
+}
 
-step "random weights and a tiny Cityscapes"
-"$PY" - "$OUT" <<'PYCODE'
+data() {
+  "$PY" - "$OUT" <<'PYCODE'
 import sys
 import chainer
 import cv2
@@ -42,19 +44,21 @@ rng = np.random.RandomState(0)
 cv2.imwrite(out + '/street.png', rng.randint(0, 255, (240, 400, 3),
                                              dtype=np.uint8))
 PYCODE
+}
 
-step "demo.py --gpu 0"
-"$PY" demo.py --gpu 0 --model pspnet_resnet50 --pretrained-model "$OUT/r50_19.npz" \
-    --input-size 97 --output "$OUT/demo" "$OUT/street.png"
+demo() {
+  "$PY" demo.py --gpu 0 --model pspnet_resnet50 --pretrained-model "$OUT/r50_19.npz" \
+      --input-size 97 --output "$OUT/demo" "$OUT/street.png"
+}
 
-step "eval_semantic_segmentation.py --gpu 0 against the CPU"
-for dev in 0 -1; do
-  "$PY" eval_semantic_segmentation.py --dataset cityscapes --model pspnet_resnet50 \
-      --gpu $dev --pretrained-model "$OUT/r50_19.npz" --input-size 97 \
-      --data-dir "$OUT/cityscapes" --json "$OUT/eval_gpu$dev.json" > "$OUT/eval_gpu$dev.txt"
-done
-tail -3 "$OUT/eval_gpu0.txt"
-"$PY" - "$OUT" <<'PYCODE'
+eval_gpu_vs_cpu() {
+  for dev in 0 -1; do
+    "$PY" eval_semantic_segmentation.py --dataset cityscapes --model pspnet_resnet50 \
+        --gpu $dev --pretrained-model "$OUT/r50_19.npz" --input-size 97 \
+        --data-dir "$OUT/cityscapes" --json "$OUT/eval_gpu$dev.json" > "$OUT/eval_gpu$dev.txt"
+  done
+  tail -3 "$OUT/eval_gpu0.txt"
+  "$PY" - "$OUT" <<'PYCODE'
 import json, sys
 gpu, cpu = (json.load(open('{}/eval_gpu{}.json'.format(sys.argv[1], d)))
             for d in ('0', '-1'))
@@ -62,16 +66,31 @@ for key in ('miou', 'pixel_accuracy', 'mean_class_accuracy'):
     print(key, 'gpu', gpu[key], 'cpu', cpu[key])
     assert abs(gpu[key] - cpu[key]) < 1e-3, key
 PYCODE
+}
 
-step "train_multi.py on one GPU"
-"$PY" train_multi.py --dataset cityscapes --model pspnet_resnet50 --device gpu \
-    --data-dir "$OUT/cityscapes" --pretrained-model none --crop-size 97 \
-    --iteration 6 --snapshot-interval 3 --log-interval 2 --val-interval 0 \
-    --loaderjob 0 --no-progress --out "$OUT/train"
-"$PY" demo.py --gpu 0 --model pspnet_resnet50 --pretrained-model "$OUT/train/model_final.npz" \
-    --input-size 97 --output "$OUT/demo_trained" "$OUT/street.png"
+train() {
+  "$PY" train_multi.py --dataset cityscapes --model pspnet_resnet50 --device gpu \
+      --data-dir "$OUT/cityscapes" --pretrained-model none --crop-size 97 \
+      --iteration 6 --snapshot-interval 3 --log-interval 2 --val-interval 0 \
+      --loaderjob 0 --no-progress --out "$OUT/train"
+  "$PY" demo.py --gpu 0 --model pspnet_resnet50 --pretrained-model "$OUT/train/model_final.npz" \
+      --input-size 97 --output "$OUT/demo_trained" "$OUT/street.png"
+}
 
-step "inference benchmark on GPU 0"
-"$PY" benchmarks/bench_inference.py --gpu 0 --json "$OUT/bench_inference_gpu.json"
+benchmark() {
+  "$PY" benchmarks/bench_inference.py --gpu 0 --json "$OUT/bench_inference_gpu.json"
+}
 
-step "all GPU checks passed"
+failed=()
+for step in runtime gpu_tests data demo eval_gpu_vs_cpu train benchmark; do
+  echo; echo "=== $step ($(date +%T))"
+  (set -e; "$step"); rc=$?
+  if [ $rc -ne 0 ]; then
+    echo "=== $step FAILED (exit $rc)"
+    failed+=("$step")
+    [ -n "${KEEP_GOING:-}" ] || break
+  fi
+done
+echo
+if [ ${#failed[@]} -eq 0 ]; then echo "=== all GPU checks passed"; exit 0; fi
+echo "=== failed: ${failed[*]}"; exit 1
