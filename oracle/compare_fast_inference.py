@@ -19,42 +19,15 @@ import chainer
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'tests'))
 
 from chainercv.experimental.links import PSPNetResNet50 as CVResNet50  # NOQA
 from chainercv.experimental.links import PSPNetResNet101 as CVResNet101  # NOQA
 
 from pspnet import PSPNetResNet50, PSPNetResNet101  # NOQA
 from pspnet.inference import fast_forward, unsupported_reason  # NOQA
-
-
-def randomize_bn(link, rng):
-    for name, param in link.namedparams():
-        if name.endswith('/gamma'):
-            param.array[:] = rng.uniform(0.5, 1.5, param.shape)
-        elif name.endswith('/beta'):
-            param.array[:] = rng.uniform(-0.2, 0.2, param.shape)
-    for _, child in link.namedlinks():
-        if isinstance(child, chainer.links.BatchNormalization):
-            child.avg_mean[:] = rng.uniform(-0.2, 0.2, child.avg_mean.shape)
-            child.avg_var[:] = rng.uniform(0.5, 2, child.avg_var.shape)
-
-
-def smooth_image(rng, hw):
-    img = rng.uniform(0, 255, (3,) + tuple(hw)).astype(np.float32)
-    img = chainer.functions.average_pooling_2d(img[None], 9, 1, 4).array[0]
-    return np.clip((img - 127.5) * 4 + 127.5, 0, 255)
-
-
-def sensitive_model(cls, n_class, size, rng):
-    """Random weights whose labels change often across an image."""
-    model = cls(n_class, input_size=size)
-    randomize_bn(model, rng)
-    model.head_conv2.W.array *= 300
-    probe = smooth_image(rng, size)
-    with chainer.using_config('train', False), chainer.no_backprop_mode():
-        logits = model.forward(probe[None] - model.mean).array
-    model.head_conv2.b.array[:] = -logits.mean(axis=(0, 2, 3))
-    return model
+from random_weights import sensitive_model  # NOQA
+from random_weights import smooth_image  # NOQA
 
 
 def main():

@@ -16,29 +16,12 @@ from pspnet.inference import openblas
 from pspnet.inference import release_buffers
 from pspnet.inference import threads
 from pspnet.inference import unsupported_reason
+from random_weights import randomize_batch_normalization
+from random_weights import sensitive_model
+from random_weights import smooth_image
 
 N_CLASS = 7
 SIZE = 65
-
-
-def randomize_bn(link, rng):
-    """Batch normalizations that are far from identities, so that folding
-    mistakes show."""
-    for name, param in link.namedparams():
-        if name.endswith('/gamma'):
-            param.array[:] = rng.uniform(0.5, 1.5, param.shape)
-        elif name.endswith('/beta'):
-            param.array[:] = rng.uniform(-0.2, 0.2, param.shape)
-    for _, child in link.namedlinks():
-        if isinstance(child, chainer.links.BatchNormalization):
-            child.avg_mean[:] = rng.uniform(-0.2, 0.2, child.avg_mean.shape)
-            child.avg_var[:] = rng.uniform(0.5, 2, child.avg_var.shape)
-
-
-def smooth_image(rng, H, W):
-    img = rng.uniform(0, 255, (3, H, W)).astype(np.float32)
-    img = F.average_pooling_2d(img[None], 9, 1, 4).array[0]
-    return np.clip((img - 127.5) * 4 + 127.5, 0, 255)
 
 
 @pytest.fixture(scope='module')
@@ -46,14 +29,8 @@ def model():
     """ResNet50 with random weights whose labels change often across an
     image: the classifier is amplified and centred so that every class
     wins somewhere and small errors would flip labels."""
-    rng = np.random.RandomState(0)
-    link = PSPNetResNet50(N_CLASS, input_size=SIZE)
-    randomize_bn(link, rng)
-    link.head_conv2.W.array *= 300
-    probe = smooth_image(rng, SIZE, SIZE)
-    logits = plain_forward(link, (probe - link.mean)[None])
-    link.head_conv2.b.array[:] = -logits.mean(axis=(0, 2, 3))
-    return link
+    return sensitive_model(PSPNetResNet50, N_CLASS, SIZE,
+                           np.random.RandomState(0))
 
 
 def plain_forward(link, x):
@@ -93,7 +70,7 @@ def test_convolutions_match_chainer(ksize, stride, pad, dilate, size,
         5, 4, ksize, stride, pad, dilate=dilate, nobias=False)
     conv.b.array[:] = rng.randn(4)
     bn = chainer.links.BatchNormalization(4)
-    randomize_bn(bn, rng)
+    randomize_batch_normalization(bn, rng)
     x = rng.randn(2, 5, *size).astype(np.float32)
     with chainer.using_config('train', False):
         expected = bn(conv(x)).array
@@ -194,7 +171,7 @@ def test_forward_matches_plain(model, batch, size):
 
 
 def test_flip_averaged_scores_match_plain(model):
-    img = smooth_image(np.random.RandomState(7), SIZE, SIZE)
+    img = smooth_image(np.random.RandomState(7), (SIZE, SIZE))
     x = (img - model.mean)[None]
     got = fast_network_scores(model, x, flip=True)
     with chainer.using_config('train', False), chainer.no_backprop_mode():
@@ -210,7 +187,7 @@ def test_flip_averaged_scores_match_plain(model):
 @pytest.mark.parametrize('size', [(50, 61),    # canvas, shrunk to fit
                                   (97, 130)])  # sliding windows
 def test_predict_matches_plain(model, size):
-    img = smooth_image(np.random.RandomState(8), *size)
+    img = smooth_image(np.random.RandomState(8), size)
     fast = model.predict_scores(img)
     plain = plain_predict_scores(model, img)
     assert_same_scores(fast, plain, axis=0)
@@ -226,7 +203,7 @@ def test_predict_uses_fast_path_only_at_inference(model, monkeypatch):
         return real(*args)
 
     monkeypatch.setattr('pspnet.inference.fast_network_scores', counting)
-    img = smooth_image(np.random.RandomState(9), SIZE, SIZE)
+    img = smooth_image(np.random.RandomState(9), (SIZE, SIZE))
     model.predict([img])
     assert calls == [(1, 3, SIZE, SIZE)]
     model.fast_inference = False
@@ -300,7 +277,7 @@ def test_tap_matrices_gather_every_tap():
     conv = chainer.links.Convolution2D(20, 6, 3, 1, 1)
     conv.b.array[:] = rng.randn(6)
     bn = chainer.links.BatchNormalization(6)
-    randomize_bn(bn, rng)
+    randomize_batch_normalization(bn, rng)
     matrices = folding.tap_matrices(conv, bn)
     assert matrices.shape == (9, 6, 21)
     for tap in range(9):

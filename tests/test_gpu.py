@@ -7,7 +7,6 @@ machine with ``python -m pytest tests/test_gpu.py``.
 import copy
 
 import chainer
-import chainer.functions as F
 import numpy as np
 import pytest
 
@@ -15,6 +14,8 @@ from pspnet import PSPNetResNet50
 from pspnet.device import gpu_count
 from pspnet.device import use_gpu
 from pspnet.evaluations import SemanticSegmentationConfusion
+from random_weights import randomize_batch_normalization
+from random_weights import smooth_image
 
 
 pytestmark = pytest.mark.skipif(gpu_count() == 0,
@@ -25,19 +26,13 @@ N_CLASS = 5
 
 
 def _model(seed=0):
-    rng = np.random.RandomState(seed)
     model = PSPNetResNet50(N_CLASS, input_size=SIZE)
-    for name, link in model.namedlinks():
-        if isinstance(link, chainer.links.BatchNormalization):
-            link.avg_mean[:] = rng.uniform(-0.2, 0.2, link.avg_mean.shape)
-            link.avg_var[:] = rng.uniform(0.5, 2, link.avg_var.shape)
+    randomize_batch_normalization(model, np.random.RandomState(seed))
     return model
 
 
 def _image(seed, shape):
-    rng = np.random.RandomState(seed)
-    img = rng.uniform(0, 255, (3,) + shape).astype(np.float32)
-    return F.average_pooling_2d(img[None], 7, 1, 3).array[0]
+    return smooth_image(np.random.RandomState(seed), shape)
 
 
 def test_forward_matches_cpu():
