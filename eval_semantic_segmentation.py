@@ -13,6 +13,7 @@ import tqdm
 
 from pspnet import datasets
 from pspnet import evaluations
+from pspnet import mpi
 from pspnet.device import use_gpu
 from pspnet.errors import ArgumentParser
 from pspnet.errors import exit_on_user_error
@@ -144,21 +145,15 @@ def evaluate(args, comm, dataset, label_names, n_images, model):
 def main(argv=None):
     args = parse_args(argv)
     comm = None
-    if distributed.launched_by_mpi():
-        comm = distributed.create_communicator(args.gpu >= 0)
+    if mpi.launched_by_mpi():
+        comm = mpi.create_communicator('pure_nccl' if args.gpu >= 0
+                                       else 'naive')
     try:
-        setup = distributed.call_on_all(comm, lambda: prepare(args, comm))
-    except UserError:
+        setup = mpi.agree(comm, prepare, args, comm)
+        mpi.abort_on_error(comm, evaluate, args, comm, *setup)
+    except mpi.CollectiveError:
         if comm is not None and comm.rank != 0:
             sys.exit(2)  # rank 0 reports the error
-        raise
-    try:
-        evaluate(args, comm, *setup)
-    except UserError as e:
-        if comm is not None:
-            # Other processes may be waiting in a collective: end them all.
-            print('error: {}'.format(e), file=sys.stderr)
-            distributed.abort(comm, 2)
         raise
 
 

@@ -180,5 +180,5 @@ def test_mpiexec_errors_end_every_process(data, tmp_path):
         f.write(b'broken')
     result = _run(_args(data)[:-1] + [bad], mpi=2, timeout=120)
     assert result.returncode != 0
-    assert 'error: cannot read image' in result.stderr
+    assert 'error: process 1: cannot read image' in result.stderr
     assert 'Traceback' not in result.stderr

@@ -11,6 +11,7 @@ from pspnet.evaluations import evaluate_model
 from pspnet.evaluations import format_table
 from pspnet.evaluations import semantic_segmentation_metrics
 from pspnet.evaluations import SemanticSegmentationConfusion
+from pspnet import mpi
 from pspnet.evaluations import distributed
 from pspnet.evaluations import evaluator
 
@@ -221,11 +222,12 @@ def test_mpi_launch_detection(monkeypatch, env, expected):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert distributed.launched_by_mpi() is expected
+    assert mpi.launched_by_mpi() is expected
 
 
 def test_single_process_helpers():
     assert list(distributed.shard_indices(3, None)) == [0, 1, 2]
     matrix = np.arange(4).reshape(2, 2)
     assert distributed.sum_over_processes(matrix, None) is matrix
-    assert distributed.call_on_all(None, lambda: 5) == 5
+    assert mpi.agree(None, lambda: 5) == 5
+    assert mpi.abort_on_error(None, lambda: 6) == 6

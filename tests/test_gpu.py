@@ -93,6 +93,7 @@ def test_training_step_with_nccl_and_multi_node_bn():
     """One process of train_multi.py's GPU path: the NCCL communicator,
     multi-node BN and the multi-node optimizer update the weights on the
     GPU as the same step does on the CPU."""
+    from pspnet import mpi
     from pspnet.training import distributed
     from pspnet.training.optimizer import setup_optimizer
     from pspnet.training.optimizer import synchronize_start
@@ -120,9 +121,9 @@ def test_training_step_with_nccl_and_multi_node_bn():
 
     chainer.backends.cuda.get_device_from_id(0).use()
     gpu_loss, gpu_chain = one_step(
-        distributed.create_communicator('pure_nccl'), True)
+        mpi.create_communicator('pure_nccl'), True)
     cpu_loss, cpu_chain = one_step(
-        distributed.create_communicator('naive'), False)
+        mpi.create_communicator('naive'), False)
     assert np.isfinite(gpu_loss)
     assert gpu_loss == pytest.approx(cpu_loss, rel=1e-3)
     gpu_w = chainer.backends.cuda.to_cpu(

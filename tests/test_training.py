@@ -15,6 +15,7 @@ from chainer import training
 from chainer.training import extensions as chainer_extensions
 
 from pspnet import pretrained
+from pspnet import mpi
 from pspnet.errors import UserError
 from pspnet.links import PSPNetResNet50
 from pspnet.training import distributed
@@ -33,7 +34,7 @@ SIZE = 64
 def comm():
     # A one-process MPI job (MPI's singleton start), like `python
     # train_multi.py` without mpiexec.
-    return distributed.create_communicator('naive')
+    return mpi.create_communicator('naive')
 
 
 @pytest.fixture(scope='module')

@@ -8,8 +8,6 @@ without GPUs, every process computes on the CPU and MPI carries the data.
 import hashlib
 import multiprocessing
 import os
-import sys
-import traceback
 
 import chainer
 import numpy as np
@@ -23,21 +21,6 @@ GPU_COMMUNICATORS = ('pure_nccl', 'flat', 'non_cuda_aware')
 #: The communicator that works on the CPU.
 CPU_COMMUNICATORS = ('naive',)
 COMMUNICATORS = GPU_COMMUNICATORS + CPU_COMMUNICATORS
-
-
-# Rank variables of MPICH/Intel MPI (PMI), Open MPI and MVAPICH.
-_RANK_VARIABLES = ('PMI_RANK', 'OMPI_COMM_WORLD_RANK', 'MV2_COMM_WORLD_RANK')
-
-
-def launcher_rank():
-    """This process's rank as the MPI launcher tells it, before MPI starts
-    (0 when not launched by ``mpiexec``)."""
-    for name in _RANK_VARIABLES:
-        try:
-            return int(os.environ[name])
-        except (KeyError, ValueError):
-            pass
-    return 0
 
 
 def choose_device_kind(device='auto'):
@@ -105,18 +88,6 @@ def start_loader_processes_safely():
     process.join()
 
 
-def create_communicator(name):
-    """Create the ChainerMN communicator (this initializes MPI)."""
-    import chainermn
-    try:
-        return chainermn.create_communicator(name)
-    except Exception as e:  # ImportError, NCCL and MPI errors alike
-        raise UserError(
-            'cannot start the {} communicator ({}: {}); install mpi4py (and '
-            'CuPy with NCCL for GPUs, see README) or pick another '
-            '--communicator'.format(name, type(e).__name__, e))
-
-
 def process_device(kind, comm):
     """The Chainer device of this process: its machine's GPU number
     ``intra_rank``, or the CPU. GPUs are made current.
@@ -158,65 +129,6 @@ def to_multi_node_batch_normalization(link, comm):
         return create_mnbn_model(link, comm)
     finally:
         chainer.disable_experimental_feature_warning = experimental_warning
-
-
-class CollectiveError(UserError):
-    """A :class:`UserError` every process raises at the same point."""
-
-
-def agree(comm, function, *args, **kwargs):
-    """Run ``function`` on every process and fail together.
-
-    When a :class:`UserError` happens on some processes, rank 0 raises it
-    as a :class:`CollectiveError` (the first one, naming the process when
-    it is not rank 0) and the other processes exit with status 2 without
-    printing, so the user reads one line and no process waits forever for
-    the others. ``function`` must not communicate.
-    """
-    error = None
-    try:
-        result = function(*args, **kwargs)
-    except UserError as e:
-        error, result = str(e), None
-    errors = comm.mpi_comm.allgather(error) if comm.size > 1 else [error]
-    failed = [(rank, e) for rank, e in enumerate(errors) if e is not None]
-    if not failed:
-        return result
-    if comm.rank == 0:
-        rank, message = failed[0]
-        if rank != 0:
-            message = 'process {}: {}'.format(rank, message)
-        raise CollectiveError(message)
-    sys.stderr.flush()
-    sys.exit(2)
-
-
-def abort_on_error(comm, function, *args, **kwargs):
-    """Run ``function``; an error on one process ends all of them.
-
-    A process that fails alone would leave the others waiting in the
-    next collective operation. So any exception but a
-    :class:`CollectiveError` is printed (one line for a
-    :class:`UserError`, a traceback otherwise) and MPI is aborted with
-    status 2 (user errors) or 1.
-    """
-    if comm.size == 1:
-        return function(*args, **kwargs)
-    try:
-        return function(*args, **kwargs)
-    except CollectiveError:
-        raise
-    except (Exception, KeyboardInterrupt) as e:
-        if isinstance(e, UserError):
-            sys.stderr.write('error: process {}: {}\n'.format(comm.rank, e))
-            code = 2
-        else:
-            traceback.print_exc()
-            sys.stderr.write('process {} failed; stopping all {} processes\n'
-                             .format(comm.rank, comm.size))
-            code = 1
-        sys.stderr.flush()
-        comm.mpi_comm.Abort(code)
 
 
 def state_digests(link):

@@ -10,6 +10,7 @@ from chainer.training import extension
 from chainer.training import extensions
 
 from pspnet import evaluations
+from pspnet import mpi
 from pspnet.evaluations import distributed as distributed_evaluation
 from pspnet.evaluations import evaluator
 from pspnet.training import distributed
@@ -21,7 +22,7 @@ VALIDATION_KEYS = ('validation/main/miou',
                    'validation/main/pixel_accuracy')
 
 
-class TrainingDiverged(distributed.CollectiveError):
+class TrainingDiverged(mpi.CollectiveError):
     """The loss became NaN or infinite on some process."""
 
 

@@ -17,6 +17,7 @@ from chainer.training import triggers
 
 from pspnet import datasets
 from pspnet import models
+from pspnet import mpi
 from pspnet.errors import UserError
 from pspnet.links.pspnet import MIN_INPUT_SIZE
 from pspnet.training import distributed
@@ -185,7 +186,7 @@ def _build_trainer(config, s, comm):
     lengths = comm.mpi_comm.allgather(len(s.train)) if comm.size > 1 else [
         len(s.train)]
     if len(set(lengths)) > 1:
-        raise distributed.CollectiveError(
+        raise mpi.CollectiveError(
             'the processes see training sets of different sizes {}; give '
             'every machine the same dataset at --data-dir'.format(lengths))
     n_loaders = config['loaderjob']
@@ -288,7 +289,7 @@ def train(options):
     Raises:
         UserError: On rank 0, anything the user can fix; the other
         processes exit with status 2 quietly (see
-        :func:`pspnet.training.distributed.agree`).
+        :func:`pspnet.training.mpi.agree`).
     """
     try:
         config = resolve_config(options)
@@ -297,17 +298,17 @@ def train(options):
             kind, config['communicator'])
         if config['loaderjob'] != 0:
             distributed.start_loader_processes_safely()
-        comm = distributed.create_communicator(config['communicator'])
+        comm = mpi.create_communicator(config['communicator'])
     except UserError:
         # Every process fails alike here; one message is enough.
-        if distributed.launcher_rank() != 0:
+        if mpi.launcher_rank() != 0:
             sys.exit(2)
         raise
 
     is_root = comm.rank == 0
 
     def prepare_build_and_run():
-        s = distributed.agree(comm, _prepare, config, kind, comm)
+        s = mpi.agree(comm, _prepare, config, kind, comm)
         if is_root:
             for message in s.warnings:
                 print('warning: ' + message, file=sys.stderr, flush=True)
@@ -317,8 +318,7 @@ def train(options):
             _save_config(config, comm, kind, n_loaders, s)
             print(_describe(config, s, comm, kind, n_loaders), flush=True)
         if s.resume_path is not None:
-            distributed.agree(comm, snapshots.load_snapshot, s.resume_path,
-                              trainer)
+            mpi.agree(comm, snapshots.load_snapshot, s.resume_path, trainer)
         optimizer_module.synchronize_start(
             trainer.updater.get_optimizer('main'), comm)
         # Errors are reported below (one line for user errors).
@@ -337,8 +337,8 @@ def train(options):
         return path
 
     try:
-        return distributed.abort_on_error(comm, prepare_build_and_run)
-    except distributed.CollectiveError:
+        return mpi.abort_on_error(comm, prepare_build_and_run)
+    except mpi.CollectiveError:
         if not is_root:  # rank 0 tells the user
             sys.exit(2)
         raise
