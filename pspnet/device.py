@@ -1,22 +1,8 @@
 """Placing models and arrays on a GPU through Chainer's device API."""
 
-import warnings
-
 import chainer
 
 from pspnet.errors import UserError
-
-
-def quiet_missing_cudnn_warning():
-    """Silence Chainer's warning that cuDNN is not enabled.
-
-    CuPy 13's CUDA 13 wheels (``cupy-cuda13x``, the CuPy that runs with
-    Chainer 7.8.1's NumPy and today's GPUs) carry no cuDNN, so Chainer uses
-    its own CUDA kernels (im2col and cuBLAS for convolutions), which give
-    the same results; its three-line warning at the first GPU use would
-    only alarm. This is the project's one adaptation to that CuPy.
-    """
-    warnings.filterwarnings('ignore', message='cuDNN is not enabled')
 
 
 def gpu_count():
@@ -53,7 +39,6 @@ def use_gpu(link, gpu):
     if gpu >= n_gpu:
         raise UserError('--gpu {}: this machine has {} GPU(s); pass an id '
                         'from 0 to {}'.format(gpu, n_gpu, n_gpu - 1))
-    quiet_missing_cudnn_warning()
     chainer.backends.cuda.get_device_from_id(gpu).use()
     link.to_gpu(gpu)
     return link

@@ -13,7 +13,6 @@ import chainer
 import numpy as np
 
 from pspnet.device import gpu_count
-from pspnet.device import quiet_missing_cudnn_warning
 from pspnet.errors import UserError
 
 #: Communicators of Chainer 7.8.1's ChainerMN that need GPUs (and CuPy).
@@ -103,7 +102,6 @@ def process_device(kind, comm):
             'this machine runs {} processes but has {} GPU(s); start at '
             'most one process per GPU (mpiexec -n / the hostfile slots)'
             .format(comm.intra_size, n_gpu))
-    quiet_missing_cudnn_warning()
     device = chainer.get_device('@cupy:{}'.format(comm.intra_rank))
     device.use()
     # As ChainerCV's recipe: room for cuDNN's fastest convolutions (where
