@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import caffemodel_factory as factory
+from pspnet import atomic
 from pspnet.caffe import convert_caffemodel
 from pspnet.caffe import layout
 from pspnet.caffe import reader
@@ -85,7 +86,8 @@ def run_script(*args, cwd=ROOT):
 
 
 def leftovers(folder):
-    return sorted(n for n in os.listdir(folder) if n.endswith('.tmp'))
+    return sorted(n for n in os.listdir(folder)
+                  if n.startswith(atomic.TEMP_PREFIX))
 
 
 @pytest.fixture(scope='module')

@@ -15,6 +15,7 @@ from chainer import training
 from chainer.training import extensions as chainer_extensions
 
 from pspnet import pretrained
+from pspnet import atomic
 from pspnet import mpi
 from pspnet.errors import UserError
 from pspnet.links import PSPNetResNet50
@@ -163,7 +164,7 @@ def test_bn_conversion_keeps_values_and_npz_keys(model, comm, tmp_path):
 
     # The model part saves the plain link's keys: it loads strictly.
     path = str(tmp_path / 'model.npz')
-    snapshots.save_npz_atomic(path, converted.model, compression=False)
+    atomic.save_npz_atomic(path, converted.model, compression=False)
     fresh = PSPNetResNet50(n_class=N_CLASS, input_size=SIZE)
     pretrained.load_npz(fresh, path)
     np.testing.assert_array_equal(
@@ -365,9 +366,9 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
         raise RuntimeError('disk full')
 
     with pytest.raises(RuntimeError):
-        snapshots.write_atomic(path, failing)
+        atomic.write_atomic(path, failing)
     assert os.listdir(str(tmp_path)) == []
-    snapshots.save_json_atomic(str(tmp_path / 'a.json'), {'x': 1})
+    atomic.save_json_atomic(str(tmp_path / 'a.json'), {'x': 1})
     assert json.load(open(str(tmp_path / 'a.json'))) == {'x': 1}
     assert oct(os.stat(str(tmp_path / 'a.json')).st_mode & 0o777) != '0o600'
 

@@ -12,10 +12,10 @@ was filled; the file appears atomically.
 import collections
 import ctypes
 import os
-import tempfile
 
 import chainer
 
+from pspnet.atomic import save_npz_atomic
 from pspnet.caffe import layout
 from pspnet.caffe import reader
 from pspnet.errors import UserError
@@ -216,32 +216,12 @@ def _copy_blobs(layer, target, arrays, path):
 
 
 def _save_npz_atomically(model, target, compress):
-    folder = os.path.dirname(os.path.abspath(target))
     try:
-        fd, tmp_path = tempfile.mkstemp(
-            dir=folder, prefix='.{}.'.format(os.path.basename(target)),
-            suffix='.tmp')
+        save_npz_atomic(target, model, compression=compress)
     except OSError as e:
-        raise UserError('cannot write in {} ({}); choose a folder you may '
-                        'write to'.format(folder, e.strerror or e))
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            umask = os.umask(0)
-            os.umask(umask)
-            # mkstemp makes the file private; give it the usual permissions.
-            os.fchmod(f.fileno(), 0o666 & ~umask)
-            chainer.serializers.save_npz(f, model, compression=compress)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, target)
-    except BaseException as e:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        if isinstance(e, OSError):
-            raise UserError('could not write {} ({}); free some space or '
-                            'choose another place'.format(
-                                target, e.strerror or e))
-        raise
+        raise UserError('could not write {} ({}); free some space or choose '
+                        'a folder you may write to'.format(
+                            target, e.strerror or e))
 
 
 def convert_caffemodel(source, target, compress=False,

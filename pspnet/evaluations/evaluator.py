@@ -3,11 +3,10 @@ matrix, and reporting the figures as ChainerCV's example script does."""
 
 import json
 import math
-import os
-import tempfile
 
 import numpy as np
 
+from pspnet.atomic import write_atomic
 from pspnet.evaluations.confusion import SemanticSegmentationConfusion
 
 
@@ -92,18 +91,9 @@ def metrics_record(metrics, n_images, label_names, confusion):
 
 
 def write_json(record, path):
-    """Write ``record`` to ``path`` atomically (temporary file, rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-',
-                               suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, 'w') as f:
-            # One key per line, each value on one line.
-            f.write('{\n' + ',\n'.join(
-                ' {}: {}'.format(json.dumps(key), json.dumps(value))
-                for key, value in record.items()) + '\n}\n')
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write ``record`` to ``path`` atomically (:mod:`pspnet.atomic`)."""
+    # One key per line, each value on one line.
+    text = '{\n' + ',\n'.join(
+        ' {}: {}'.format(json.dumps(key), json.dumps(value))
+        for key, value in record.items()) + '\n}\n'
+    write_atomic(path, lambda f: f.write(text.encode('utf-8')))

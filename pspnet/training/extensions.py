@@ -11,6 +11,7 @@ from chainer.training import extensions
 
 from pspnet import evaluations
 from pspnet import mpi
+from pspnet.atomic import save_json_atomic
 from pspnet.evaluations import distributed as distributed_evaluation
 from pspnet.evaluations import evaluator
 from pspnet.training import distributed
@@ -146,7 +147,7 @@ class ReplicaCheck(extension.Extension):
         if result is None:
             return
         result['iteration'] = trainer.updater.iteration
-        snapshots.save_json_atomic(
+        save_json_atomic(
             os.path.join(self._out, 'replica_check.json'), result)
         if result['differing']:
             print('warning: the {} processes hold different values of {} '

@@ -16,6 +16,8 @@ from chainer.training import extensions as chainer_extensions
 from chainer.training import triggers
 
 from pspnet import datasets
+from pspnet.atomic import save_json_atomic
+from pspnet.atomic import save_npz_atomic
 from pspnet import models
 from pspnet import mpi
 from pspnet.errors import UserError
@@ -269,7 +271,7 @@ def _save_config(config, comm, kind, n_loaders, s):
             'from': s.resume_path, 'iteration': s.resume_iteration,
             'lr': config['lr'], 'n_processes': comm.size, 'time': now}]
     path = os.path.join(config['out'], CONFIG_FILE)
-    snapshots.save_json_atomic(path, record)
+    save_json_atomic(path, record)
 
 
 def train(options):
@@ -331,7 +333,7 @@ def train(options):
                 datasets.get_label_names(config['dataset']))
         path = os.path.join(config['out'], FINAL_MODEL_FILE)
         # Uncompressed: trained weights shrink by a few percent only.
-        snapshots.save_npz_atomic(path, trainer.updater.get_optimizer(
+        save_npz_atomic(path, trainer.updater.get_optimizer(
             'main').target.model, compression=False)
         print('saved the trained model to {}'.format(path), flush=True)
         return path

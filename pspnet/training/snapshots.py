@@ -2,16 +2,13 @@
 
 Rank 0 writes ``snapshot_iter_<N>.npz``: the whole trainer (model,
 optimizer state, learning-rate schedule, log) plus the data iterator
-position of every process. Files are written to a temporary name in the
-same folder, flushed to disk, then renamed, so a crash leaves either the
-old or the new complete file.
+position of every process, atomically (:mod:`pspnet.atomic`), so a crash
+leaves either the old or the new complete file.
 """
 
 import glob
-import json
 import os
 import re
-import tempfile
 import zipfile
 
 import chainer
@@ -20,66 +17,17 @@ from chainer.serializers import npz
 from chainer.training import extension
 from chainer.training.extensions import snapshot_writers
 
+from pspnet.atomic import save_npz_atomic
+from pspnet.atomic import TEMP_PREFIX
 from pspnet.errors import UserError
 
 SNAPSHOT_PATTERN = 'snapshot_iter_{.updater.iteration}.npz'
 _SNAPSHOT_NAME = re.compile(r'^snapshot_iter_(\d+)\.npz$')
-_TEMP_PREFIX = '.tmp-'
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path, write):
-    """Write a file through ``write(file_object)`` atomically and durably.
-
-    The data goes to a temporary file next to ``path``, which is flushed,
-    synced to disk and renamed over ``path``.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(
-        prefix=_TEMP_PREFIX + os.path.basename(path) + '.', dir=folder)
-    try:
-        # mkstemp makes the file private; give it the usual permissions.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
-        with os.fdopen(fd, 'wb') as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-    _fsync_dir(folder)
-
-
-def save_npz_atomic(path, obj, compression=True):
-    """``chainer.serializers.save_npz`` through :func:`write_atomic`."""
-    write_atomic(path, lambda f: npz.save_npz(f, obj, compression))
-
-
-def save_json_atomic(path, obj):
-    """Write ``obj`` as indented JSON through :func:`write_atomic`."""
-    text = json.dumps(obj, indent=2, sort_keys=True) + '\n'
-    write_atomic(path, lambda f: f.write(text.encode('utf-8')))
 
 
 def remove_stale_temporaries(folder):
     """Delete the temporary files a killed writer left in ``folder``."""
-    for path in glob.glob(os.path.join(folder, _TEMP_PREFIX + '*')):
+    for path in glob.glob(os.path.join(folder, TEMP_PREFIX + '*')):
         try:
             os.remove(path)
         except OSError:
