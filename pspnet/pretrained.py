@@ -163,8 +163,15 @@ def n_class_of(path):
     return shape[0]
 
 
-def check_fits(link, path, what='PSPNet'):
+def check_fits(link, path, what='PSPNet', except_prefix=None):
     """Check that an npz file has exactly the link's arrays and shapes.
+
+    Args:
+        link (chainer.Link): The link the file is for.
+        path (str): The npz file.
+        what (str): The link, as error messages name it.
+        except_prefix (str or None): Arrays whose names start with it are
+            left out of the comparison, in the file and in the link.
 
     Raises:
         UserError: The message says what does not fit: another depth,
@@ -173,6 +180,10 @@ def check_fits(link, path, what='PSPNet'):
     """
     expected = link_shapes(link)
     found = read_npz_shapes(path)
+    if except_prefix:
+        expected, found = ({k: v for k, v in shapes.items()
+                            if not k.startswith(except_prefix)}
+                           for shapes in (expected, found))
     if found == expected:
         return
     prefix = 'extractor/' if 'extractor/conv1_1/conv/W' in expected else ''
@@ -216,11 +227,15 @@ def check_fits(link, path, what='PSPNet'):
                     'for this model'.format(path, what, '; '.join(parts)))
 
 
-def load_npz(link, path, what='PSPNet'):
-    """Load an npz into a link strictly, after :func:`check_fits`."""
-    check_fits(link, path, what)
+def load_npz(link, path, what='PSPNet', except_prefix=None):
+    """Load an npz into a link strictly, after :func:`check_fits`; arrays
+    whose names start with ``except_prefix`` are neither checked nor
+    loaded."""
+    check_fits(link, path, what, except_prefix)
+    ignore = (lambda name: name.startswith(except_prefix)) \
+        if except_prefix else None
     try:
-        chainer.serializers.load_npz(path, link)
+        chainer.serializers.load_npz(path, link, ignore_names=ignore)
     except (zipfile.BadZipFile, EOFError, ValueError, OSError) as e:
         raise UserError('{} is truncated or corrupt ({}); download or '
                         'convert it again'.format(path, e))

@@ -4,8 +4,6 @@ nothing."""
 import os
 import warnings
 
-import chainer
-
 from pspnet import pretrained
 from pspnet.errors import UserError
 
@@ -69,24 +67,7 @@ def load_initial_weights(model, pretrained_model):
         pretrained.load_npz(model, path, 'PSPNetResNet{} with {} classes'
                             .format(depth, model.n_class))
         return 'whole PSPNet from {}'.format(path)
-    _load_all_but_classifier(model, path, shapes)
+    pretrained.load_npz(model, path, 'PSPNetResNet{}'.format(depth),
+                        except_prefix=_HEAD)
     return 'PSPNet without its {}-class classifier from {}'.format(
         n_class, path)
-
-
-def _load_all_but_classifier(model, path, shapes):
-    expected = {k: v for k, v in pretrained.link_shapes(model).items()
-                if not k.startswith(_HEAD)}
-    found = {k: v for k, v in shapes.items() if not k.startswith(_HEAD)}
-    if expected != found:
-        missing = sorted(set(expected) - set(found))
-        other = sorted(k for k in set(expected) & set(found)
-                       if expected[k] != found[k])
-        example = (missing or other or sorted(set(found) - set(expected)))[0]
-        raise UserError(
-            '{} does not fit PSPNetResNet{} ({} arrays missing, {} of '
-            'another shape, e.g. {}); pass weights of --model pspnet_resnet{}'
-            .format(path, model._n_layer, len(missing), len(other), example,
-                    model._n_layer))
-    chainer.serializers.load_npz(
-        path, model, ignore_names=lambda name: name.startswith(_HEAD))
