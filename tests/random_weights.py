@@ -45,6 +45,8 @@ def sensitive_model(cls, n_class, size, rng):
         size (int or tuple of ints): Input size.
         rng (numpy.random.RandomState): Source of randomness.
     """
+    # Chainer's initializers draw from NumPy's global generator.
+    np.random.seed(rng.randint(2 ** 31))
     model = cls(n_class, input_size=size)
     randomize_batch_normalization(model, rng)
     model.head_conv2.W.array *= 300

@@ -274,7 +274,8 @@ def test_unsupported_models_fall_back(model):
 
 def test_tap_matrices_gather_every_tap():
     rng = np.random.RandomState(13)
-    conv = chainer.links.Convolution2D(20, 6, 3, 1, 1)
+    conv = chainer.links.Convolution2D(
+        20, 6, 3, 1, 1, initialW=rng.randn(6, 20, 3, 3).astype(np.float32))
     conv.b.array[:] = rng.randn(6)
     bn = chainer.links.BatchNormalization(6)
     randomize_batch_normalization(bn, rng)
@@ -283,9 +284,12 @@ def test_tap_matrices_gather_every_tap():
     for tap in range(9):
         np.testing.assert_array_equal(matrices[tap],
                                       folding.tap_matrix(conv, bn, tap))
-    np.testing.assert_allclose(matrices[:, :, :-1].sum(axis=0),
-                               folding.unfolded_matrix(conv, bn)[:, :-1]
-                               .reshape(6, 20, 9).sum(axis=2), rtol=1e-5)
+    # The same float32 entries, summed in float64 so that the order of
+    # the additions does not matter.
+    np.testing.assert_allclose(
+        matrices[:, :, :-1].astype(np.float64).sum(axis=0),
+        folding.unfolded_matrix(conv, bn)[:, :-1].astype(np.float64)
+        .reshape(6, 20, 9).sum(axis=2), rtol=1e-5)
 
 
 def test_buffer_pool_recycles_and_trims():

@@ -26,8 +26,10 @@ N_CLASS = 5
 
 
 def _model(seed=0):
+    rng = np.random.RandomState(seed)
+    np.random.seed(rng.randint(2 ** 31))  # Chainer's initializers use it
     model = PSPNetResNet50(N_CLASS, input_size=SIZE)
-    randomize_batch_normalization(model, np.random.RandomState(seed))
+    randomize_batch_normalization(model, rng)
     return model
 
 
