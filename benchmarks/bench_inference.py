@@ -19,11 +19,12 @@ model included, its gradient arrays freed with ``cleargrads()`` as an
 inference script would) and its logits; the logits of the others are
 compared with the fast path's (relative error, label agreement).
 
-The float32 GEMM throughput of numpy is measured in the same run (a
-4096^3 matmul, before and after the children; the faster is used) and
-gives the GEMM limit ``2 * MACs / throughput``, the time the network's
-multiply-adds need at that speed. Finally ``predict`` is timed on one
-1024x2048 image (``--predict-size``).
+The float32 GEMM throughput of numpy's matmul and of the fast path's GEMM
+(:mod:`pspnet.inference.blas`) is measured in the same run (4096^3,
+before and after the children; the best is used) and gives the GEMM
+limit ``2 * MACs / throughput``, the time the network's multiply-adds
+need at that speed. Finally ``predict`` is timed on one 1024x2048 image
+(``--predict-size``).
 
 With ``--gpu N`` it times the plain Chainer path on that GPU instead
 (CuPy; ResNet101 at 713 and ResNet50 at 473, batch 1 and 2, the GPU
@@ -31,13 +32,15 @@ memory pool's size as peak memory, logits against the CPU fast path) and
 ``predict`` on the 1024x2048 image there.
 
 Thread counts follow the environment (``OPENBLAS_NUM_THREADS``; torch
-uses its default), and so do OpenBLAS's kernels (``OPENBLAS_CORETYPE``)
-unless ``--openblas-coretype`` sets them for every process of the run:
-on AMD Zen 4/5 numpy's OpenBLAS 0.3.20 needs ``SkylakeX`` (``avx512``)
-for AVX-512, about twice the GEMM speed of ``Haswell`` (see
-``pspnet/inference/openblas.py``). Close other work while measuring: the
-children's CPU time over wall time shows how much of the machine they
-got.
+uses its default), and so do the kernels of numpy's OpenBLAS
+(``OPENBLAS_CORETYPE``, which plain Chainer and ChainerCV run on) unless
+``--openblas-coretype`` sets them for every process of the run: on AMD
+Zen 4/5 numpy's OpenBLAS 0.3.20 needs ``SkylakeX`` (``avx512``) for
+AVX-512, about twice the GEMM speed of ``Haswell`` (see
+``pspnet/inference/openblas.py``). The fast path's GEMM picks its kernels
+from the CPU (``PSPNET_BLAS_CORETYPE`` overrides). Close other work while
+measuring: the children's CPU time over wall time shows how much of the
+machine they got.
 """
 
 import argparse
@@ -165,6 +168,9 @@ def run_child(spec):
                 else out[:1])
     result.update(times_s=walls, cpu_s=cpus, peak_mb=_peak_mb(),
                   openblas_core=openblas_helper().loaded_core_name())
+    if impl in ('fast', 'predict-fast'):
+        from pspnet.inference import blas
+        result['fast_gemm'] = blas.description()
     if impl == 'torch':
         import torch
         result['torch_threads'] = torch.get_num_threads()
@@ -175,19 +181,26 @@ def run_child(spec):
 # --------------------------------------------------------------- parent
 
 def gemm_gflops(n=4096, repeat=5):
-    """Best float32 matmul throughput of numpy, GFLOP/s."""
+    """Best float32 GEMM throughput, GFLOP/s, of numpy's matmul and of the
+    fast path's GEMM (:mod:`pspnet.inference.blas`), as a dict."""
     import numpy as np
+    sys.path.insert(0, ROOT)
+    from pspnet.inference import blas
     rng = np.random.RandomState(0)
     a = rng.rand(n, n).astype(np.float32)
     b = rng.rand(n, n).astype(np.float32)
     out = np.empty_like(a)
-    np.matmul(a, b, out=out)
-    best = float('inf')
-    for _ in range(repeat):
-        start = time.perf_counter()
-        np.matmul(a, b, out=out)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n ** 3 / best / 1e9
+    results = {}
+    for name, run in (('numpy', lambda: np.matmul(a, b, out=out)),
+                      ('fast', lambda: blas.gemm(a, b, out))):
+        run()
+        best = float('inf')
+        for _ in range(repeat):
+            start = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - start)
+        results[name] = 2 * n ** 3 / best / 1e9
+    return results
 
 
 def network_macs(model, size):
@@ -545,14 +558,17 @@ def main():
     if torch_python:
         impls.append(('torch', torch_python, 1, args.repeat))
 
+    from pspnet.inference import blas
     gemm_before = gemm_gflops()
     core = openblas_helper().loaded_core_name()
-    print('float32 GEMM (4096^3 numpy matmul, OpenBLAS {} kernels, '
-          'OPENBLAS_NUM_THREADS={}): {:.0f} GFLOP/s'.format(
-              core, os.environ.get('OPENBLAS_NUM_THREADS', 'unset'),
-              gemm_before))
+    print('float32 GEMM, 4096^3: numpy matmul (OpenBLAS {} kernels) {:.0f} '
+          'GFLOP/s; fast path ({}) {:.0f} GFLOP/s; OPENBLAS_NUM_THREADS={}'
+          .format(core, gemm_before['numpy'], blas.description(),
+                  gemm_before['fast'],
+                  os.environ.get('OPENBLAS_NUM_THREADS', 'unset')))
     report = {'numpy': np.__version__, 'python': sys.version.split()[0],
               'cpu_count': os.cpu_count(), 'openblas_core': core,
+              'fast_gemm': blas.description(),
               'openblas_num_threads': os.environ.get('OPENBLAS_NUM_THREADS'),
               'implementations': {impl: p for impl, p, _, _ in impls},
               'configs': []}
@@ -639,11 +655,14 @@ def main():
         os.rmdir(tmp)
 
     gemm_after = gemm_gflops()
-    gemm = max(gemm_before, gemm_after)
+    # The machine's float32 compute limit, as far as a GEMM here reaches it.
+    gemm = max(list(gemm_before.values()) + list(gemm_after.values()))
     report['gemm_gflops'] = {'before': gemm_before, 'after': gemm_after,
                              'used': gemm}
-    print('\nfloat32 GEMM: {:.0f} GFLOP/s before, {:.0f} after; the limit '
-          'uses {:.0f}'.format(gemm_before, gemm_after, gemm))
+    print('\nfloat32 GEMM, GFLOP/s: numpy {:.0f} before, {:.0f} after; fast '
+          'path {:.0f} before, {:.0f} after; the limit uses the best, {:.0f}'
+          .format(gemm_before['numpy'], gemm_after['numpy'],
+                  gemm_before['fast'], gemm_after['fast'], gemm))
     print('s/image: best forward time over the batch size; vs limit: over '
           'the GEMM limit; vs fast: time over the fast path\'s; cpu/wall: '
           'cores used; load MB: resident after loading the model; peak MB: '

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from pspnet import PSPNetResNet50
+from pspnet.inference import blas
 from pspnet.inference import buffers
 from pspnet.inference import fast_forward
 from pspnet.inference import fast_network_scores
@@ -95,6 +96,37 @@ def test_convolutions_match_chainer(ksize, stride, pad, dilate, size,
             ksize, pad, dilate)
         np.testing.assert_allclose(out.transpose(1, 0, 2, 3), expected,
                                    rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('ksize,stride,pad,in_channels', [
+    (1, 1, 0, 5),     # a bottleneck's last convolution: one GEMM, beta = 1
+    (1, 2, 0, 5),
+    (3, 1, 1, 5),     # other shapes: computed apart, then added
+    (3, 1, 1, 9),
+])
+def test_convolution_accumulates_onto_residual(ksize, stride, pad,
+                                               in_channels):
+    rng = np.random.RandomState(3)
+    conv = chainer.links.Convolution2D(in_channels, 4, ksize, stride, pad)
+    bn = chainer.links.BatchNormalization(4)
+    randomize_batch_normalization(bn, rng)
+    x = rng.randn(2, in_channels, 8, 7).astype(np.float32)
+    with chainer.using_config('train', False):
+        conv_bn = bn(conv(x)).array
+    residual = rng.randn(*conv_bn.shape).astype(np.float32)
+    forward = network._Forward()
+    inputs = forward.feature_map(in_channels, 2, 8, 7)
+    inputs[:in_channels] = x.transpose(1, 0, 2, 3)
+    reuse = forward.feature_map(4, *conv_bn.shape[:1], *conv_bn.shape[2:])
+    reuse[:4] = residual.transpose(1, 0, 2, 3)
+    out = forward.conv(conv, bn, F.relu, inputs, reuse, accumulate=True)
+    assert out is reuse
+    np.testing.assert_allclose(
+        out[:4].transpose(1, 0, 2, 3), np.maximum(conv_bn + residual, 0),
+        rtol=1e-5, atol=1e-5)
+    assert (out[4] == 1).all()
+    with pytest.raises(ValueError, match='cannot accumulate'):
+        forward.conv(conv, bn, None, inputs, reuse[:, :1], accumulate=True)
 
 
 @pytest.mark.parametrize('size', [(7, 9), (8, 8), (357, 6), (1, 2)])
@@ -192,6 +224,19 @@ def test_predict_matches_plain(model, size):
     plain = plain_predict_scores(model, img)
     assert_same_scores(fast, plain, axis=0)
     assert len(np.unique(plain.argmax(axis=0))) > 1
+
+
+def test_forward_without_the_blas_library_matches(model, monkeypatch):
+    """The numpy fallback of the GEMMs (no scipy-openblas32) computes the
+    same network."""
+    x = np.random.RandomState(12).uniform(
+        -120, 120, (1, 3, SIZE, SIZE)).astype(np.float32)
+    expected = fast_forward(model, x).copy()
+    monkeypatch.setattr(blas, '_loaded', True)
+    monkeypatch.setattr(blas, '_sgemm', None)
+    got = fast_forward(model, x)
+    assert relative_error(got, expected) < 1e-5
+    assert (got.argmax(1) == expected.argmax(1)).mean() > 0.999
 
 
 def test_predict_uses_fast_path_only_at_inference(model, monkeypatch):

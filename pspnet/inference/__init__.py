@@ -5,7 +5,8 @@ buffer, run batch normalization as separate passes and pool through
 im2col too. This package computes the same network with batch
 normalization folded into the convolutions, 1x1 convolutions as single
 GEMMs on channel-major arrays, 3x3 convolutions unfolded in row blocks (or
-as per-tap GEMMs) and in-place activations. The folded weights are derived
+as per-tap GEMMs), residual additions inside the GEMMs and in-place
+activations, with GEMMs from a current OpenBLAS (:mod:`.blas`). The folded weights are derived
 from the link's current parameters at every call, so they never drift from
 what training updates.
 

@@ -10,6 +10,7 @@ of one.
 
 import numpy as np
 
+from pspnet.inference.blas import gemm
 from pspnet.inference.threads import parallel_ranges
 
 #: Bytes of the column buffer that 3x3 convolutions unfold rows into. Big
@@ -25,19 +26,6 @@ def feature_map(channels, batch, height, width):
     return x
 
 
-#: Bytes of the slices that chained elementwise operations work on, so
-#: that the second operation finds the first's result in cache.
-_SLICE_BYTES = 1 << 19
-
-
-def _slices(x, start, stop):
-    """Consecutive slices of ``x[start:stop]`` along the first axis of
-    about ``_SLICE_BYTES`` each."""
-    step = max(1, _SLICE_BYTES // max(1, x[0].nbytes))
-    for i in range(start, stop, step):
-        yield slice(i, min(stop, i + step))
-
-
 def relu_(x):
     """ReLU in place, in parallel threads; returns ``x``."""
     def work(start, stop):
@@ -46,15 +34,12 @@ def relu_(x):
     return x
 
 
-def add_relu_(x, y):
-    """``x = max(x + y, 0)`` in place (a residual connection), in parallel
-    threads; ``x`` and ``y`` have the same shape. Returns ``x``."""
+def copy_(dst, src):
+    """``dst[...] = src`` in parallel threads; returns ``dst``."""
     def work(start, stop):
-        for part in _slices(x, start, stop):
-            np.add(x[part], y[part], out=x[part])
-            np.maximum(x[part], 0, out=x[part])
-    parallel_ranges(work, len(x))
-    return x
+        dst[start:stop] = src[start:stop]
+    parallel_ranges(work, len(dst))
+    return dst
 
 
 def conv_out_size(size, ksize, stride, pad, dilate):
@@ -63,7 +48,7 @@ def conv_out_size(size, ksize, stride, pad, dilate):
     return (size + 2 * pad - dilate * (ksize - 1) - 1) // stride + 1
 
 
-def conv1x1(x, matrix, out, stride=1, scratch=None):
+def conv1x1(x, matrix, out, stride=1, scratch=None, accumulate=False):
     """A 1x1 convolution as one GEMM.
 
     Args:
@@ -74,6 +59,8 @@ def conv1x1(x, matrix, out, stride=1, scratch=None):
         stride (int): Stride; subsampled inputs are copied first.
         scratch (numpy.ndarray or None): (C_in + 1, B, h, w) float32 array
             for the subsampled input when ``stride > 1``.
+        accumulate (bool): Add the convolution to ``out`` (a residual
+            connection already there) instead of overwriting it.
     """
     if stride != 1:
         sub = x[:, :, ::stride, ::stride]
@@ -81,8 +68,8 @@ def conv1x1(x, matrix, out, stride=1, scratch=None):
             scratch = np.empty(sub.shape, dtype=np.float32)
         scratch[...] = sub
         x = scratch
-    np.matmul(matrix, x.reshape(x.shape[0], -1),
-              out=out.reshape(out.shape[0], -1))
+    gemm(matrix, x.reshape(x.shape[0], -1), out.reshape(out.shape[0], -1),
+         beta=1.0 if accumulate else 0.0)
 
 
 def _valid_range(in_size, out_size, offset, stride):
@@ -166,8 +153,7 @@ def conv_unfolded(x, matrix, out, ksize, stride, pad, dilate, column_buffer):
 
             parallel_ranges(unfold, in_channels)
             start = (b * out_h + r0) * out_w
-            np.matmul(matrix, columns,
-                      out=out2d[:, start:start + n * out_w])
+            gemm(matrix, columns, out2d[:, start:start + n * out_w])
 
 
 def conv_per_tap(x, tap_matrix, out, ksize, pad, dilate, scratch=None):
@@ -194,7 +180,7 @@ def conv_per_tap(x, tap_matrix, out, ksize, pad, dilate, scratch=None):
     out_channels = out.shape[0]
     x2d = x.reshape(x.shape[0], -1)
     center = (ksize // 2) * ksize + ksize // 2
-    np.matmul(tap_matrix(center), x2d, out=out.reshape(out_channels, -1))
+    gemm(tap_matrix(center), x2d, out.reshape(out_channels, -1))
     if scratch is None:
         scratch = np.empty(out.size, dtype=np.float32)
     product = scratch[:out.size].reshape(out.shape)
@@ -207,8 +193,7 @@ def conv_per_tap(x, tap_matrix, out, ksize, pad, dilate, scratch=None):
         xs = slice(max(0, -dx), min(width, width - dx))
         if ys.start >= ys.stop or xs.start >= xs.stop:
             continue
-        np.matmul(tap_matrix(t), x2d,
-                  out=product.reshape(out_channels, -1))
+        gemm(tap_matrix(t), x2d, product.reshape(out_channels, -1))
         shifted = product[:, :, ys.start + dy:ys.stop + dy,
                           xs.start + dx:xs.stop + dx]
 

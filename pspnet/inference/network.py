@@ -82,6 +82,9 @@ def unsupported_reason(model, x):
     for name, link in links:
         if link.activ not in (F.relu, None):
             return '{}: activation other than ReLU'.format(name)
+        if name.endswith(('/conv3', '/residual_conv')) and \
+                link.activ is not None:
+            return '{}: activation before the residual addition'.format(name)
         reason = _unsupported_conv(link.conv)
         for attr in ('avg_mean', 'avg_var'):
             if not isinstance(getattr(link.bn, attr, None), np.ndarray):
@@ -115,7 +118,8 @@ class _Forward(object):
         x[channels] = 1
         return x
 
-    def conv(self, conv, bn, activ, x, reuse=None, defer_relu=False):
+    def conv(self, conv, bn, activ, x, reuse=None, defer_relu=False,
+             accumulate=False):
         """Convolution, folded batch normalization and activation.
 
         ``x`` is a (C_in + 1, B, H, W) feature map; returns a new feature
@@ -123,27 +127,53 @@ class _Forward(object):
         channels are overwritten, its last channel is left alone).
 
         ``defer_relu`` leaves the ReLU out, for the caller to apply.
+        ``accumulate`` adds the convolution to what ``reuse`` holds (a
+        residual connection) before the activation; ``reuse`` must then
+        have the output's shape.
         """
         ksize, stride, pad, dilate = _geometry(conv)
         out_channels, in_channels = conv.W.shape[:2]
         _, batch, height, width = x.shape
         out_h = kernels.conv_out_size(height, ksize, stride, pad, dilate)
         out_w = kernels.conv_out_size(width, ksize, stride, pad, dilate)
-        if reuse is not None and reuse.shape == (
-                out_channels + 1, batch, out_h, out_w):
+        shape = (out_channels + 1, batch, out_h, out_w)
+        if accumulate and (reuse is None or reuse.shape != shape):
+            raise ValueError('conv: cannot accumulate into {}, the output '
+                             'has shape {}'.format(
+                                 None if reuse is None else reuse.shape,
+                                 shape))
+        if accumulate and not (ksize == 1 and pad == 0):
+            partial = self.conv(conv, bn, None, x)
+            data = reuse[:out_channels]
+            np.add(data, partial[:out_channels], out=data)
+            self.pool.give(partial)
+            out = reuse
+        else:
+            out = self._conv_into(conv, bn, x, reuse, shape, accumulate)
+        if activ is not None and not defer_relu:
+            kernels.relu_(out[:out_channels])
+        return out
+
+    def _conv_into(self, conv, bn, x, reuse, shape, accumulate):
+        """The convolution and folded batch normalization of :meth:`conv`,
+        written (or with ``accumulate``, added) to ``reuse`` or a new
+        feature map of ``shape``."""
+        ksize, stride, pad, dilate = _geometry(conv)
+        out_channels, in_channels = conv.W.shape[:2]
+        if reuse is not None and reuse.shape == shape:
             out = reuse
         else:
             self.pool.give(reuse)
-            out = self.feature_map(out_channels, batch, out_h, out_w)
+            out = self.feature_map(shape[0] - 1, *shape[1:])
         data = out[:out_channels]
         # Folded weights go to a pooled buffer: no page faults. Taps carry
         # a bias column each.
         weights = self.pool.take((conv.W.size + out_channels * ksize * ksize,))
         if ksize == 1 and pad == 0:
             scratch = None if stride == 1 else self.pool.take(
-                (in_channels + 1, batch, out_h, out_w))
+                (in_channels + 1,) + shape[1:])
             kernels.conv1x1(x, folding.unfolded_matrix(conv, bn, weights),
-                            data, stride, scratch)
+                            data, stride, scratch, accumulate)
             self.pool.give(scratch)
         elif (stride == 1 and 2 * pad == dilate * (ksize - 1)
               and in_channels >= 2 * out_channels):
@@ -159,49 +189,47 @@ class _Forward(object):
                 stride, pad, dilate, columns)
             self.pool.give(columns)
         self.pool.give(weights)
-        if activ is not None and not defer_relu:
-            kernels.relu_(data)
         return out
 
-    def conv_bn(self, link, x, reuse=None, defer_relu=False):
+    def conv_bn(self, link, x, reuse=None, defer_relu=False,
+                accumulate=False):
         return self.conv(link.conv, link.bn, link.activ, x, reuse,
-                         defer_relu)
+                         defer_relu, accumulate)
 
     def res_block(self, block, x, last_out=None):
         """A ResNet stage on ``x``, which it gives back to the pool. The
-        last unit writes into ``last_out`` if given."""
+        last unit writes into ``last_out`` if given.
+
+        Each unit's last convolution adds itself onto the shortcut in the
+        GEMM: the shortcut's buffer (the unit's input, or the projection)
+        becomes the unit's output.
+        """
         units = block.units
-        mid1 = mid2 = spare = None
+        mid1 = mid2 = None
         for i, unit in enumerate(units):
             mid1 = self.conv_bn(unit.conv1, x, mid1)
             mid2 = self.conv_bn(unit.conv2, mid1, mid2)
             if hasattr(unit, 'residual_conv'):
-                shortcut = self.conv_bn(unit.residual_conv, x, spare)
+                shortcut = self.conv_bn(unit.residual_conv, x)
             else:
                 shortcut = x
+            channels = unit.conv3.conv.W.shape[0]
             if i == len(units) - 1 and last_out is not None:
-                target = last_out
-            else:
-                target = spare if spare is not shortcut else None
-            out = self.conv_bn(unit.conv3, mid2, target)
-            if last_out is not None and target is last_out \
-                    and out is not last_out:
-                raise ValueError('res_block: last_out has shape {}, not {}'
-                                 .format(last_out.shape, out.shape))
-            data = out[:unit.conv3.conv.W.shape[0]]
-            kernels.add_relu_(data, shortcut[:len(data)])
-            # What the next unit writes its output to: this unit's input or
-            # the projection, whichever has the output's shape.
-            spare = None
-            for candidate in (x, shortcut):
-                if candidate is out:
-                    continue
-                if spare is None and candidate.shape == out.shape:
-                    spare = candidate
-                elif candidate is not spare:
-                    self.pool.give(candidate)
+                if last_out.shape != shortcut.shape:
+                    raise ValueError('res_block: last_out has shape {}, not '
+                                     '{}'.format(last_out.shape,
+                                                 shortcut.shape))
+                kernels.copy_(last_out[:channels], shortcut[:channels])
+                if shortcut is not x:
+                    self.pool.give(shortcut)
+                shortcut = last_out
+            out = self.conv_bn(unit.conv3, mid2, shortcut, defer_relu=True,
+                               accumulate=True)
+            kernels.relu_(out[:channels])
+            if x is not out:
+                self.pool.give(x)
             x = out
-        self.pool.give(mid1, mid2, spare)
+        self.pool.give(mid1, mid2)
         return x
 
     def __call__(self, model, x, out=None):

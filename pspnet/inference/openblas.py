@@ -8,6 +8,8 @@ per core on an EPYC Zen 5). ``OPENBLAS_CORETYPE=SkylakeX`` selects
 AVX-512 kernels, whose instructions these cores have. OpenBLAS reads the
 variable once, when numpy is first imported, so a process must set it
 before: ``benchmarks/bench_inference.py --openblas-coretype avx512`` does.
+(The fast inference path brings its own, newer OpenBLAS:
+:mod:`pspnet.inference.blas`.)
 The module imports nothing but the standard library (numpy only inside
 :func:`loaded_core_name`) so that it can be used before numpy.
 """
