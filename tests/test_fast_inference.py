@@ -383,6 +383,11 @@ def test_repeated_calls_reuse_buffers_and_agree(model):
     pool = network._pools[model]
     np.testing.assert_array_equal(fast_forward(model, x), first)
     assert network._pools[model] is pool
+    # Every buffer a call takes goes back to the pool: the next identical
+    # call allocates nothing.
+    allocations = pool.allocations
+    fast_forward(model, x)
+    assert pool.allocations == allocations
     release_buffers(model)
     assert model not in network._pools
     np.testing.assert_array_equal(fast_forward(model, x), first)

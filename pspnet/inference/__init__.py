@@ -6,9 +6,9 @@ im2col too. This package computes the same network with batch
 normalization folded into the convolutions, 1x1 convolutions as single
 GEMMs on channel-major arrays, 3x3 convolutions unfolded in row blocks (or
 as per-tap GEMMs), residual additions inside the GEMMs and in-place
-activations, with GEMMs from a current OpenBLAS (:mod:`.blas`). The folded weights are derived
-from the link's current parameters at every call, so they never drift from
-what training updates.
+activations, one image at a time, with GEMMs from a current OpenBLAS
+(:mod:`.blas`). The folded weights are derived from the link's current
+parameters at every call, so they never drift from what training updates.
 
 :meth:`pspnet.PSPNet.predict` uses it on the CPU outside training; on a
 GPU the plain Chainer path (cuDNN) is used.

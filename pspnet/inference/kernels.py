@@ -313,13 +313,16 @@ def resize_bilinear(x, size, out=None):
     Args:
         x (numpy.ndarray): (C, B, H, W) float32.
         size (tuple of ints): Output (height, width).
-        out (numpy.ndarray or None): (C, B, height, width) float32.
+        out (numpy.ndarray or None): (C, B, height, width) float32,
+            C-contiguous.
 
     Returns:
         numpy.ndarray: (C, B, height, width) float32, ``out`` if given.
     """
     C, B, H, W = x.shape
     height, width = size
+    if out is not None and not out.flags.c_contiguous:
+        raise ValueError('resize_bilinear: out must be C-contiguous')
     along_x = np.ascontiguousarray(x.reshape(-1, W)) @ bilinear_matrix(
         width, W).T
     if out is None:

@@ -269,9 +269,10 @@ class _Forward(object):
             pooled = kernels.average_pool_grid(features, ksize)
             pooled = np.concatenate(
                 [pooled, np.ones((1,) + pooled.shape[1:], np.float32)])
-            y = self.conv_bn(branch, pooled)[:channels]
-            kernels.resize_bilinear(y, (feat_h, feat_w),
+            y = self.conv_bn(branch, pooled)
+            kernels.resize_bilinear(y[:channels], (feat_h, feat_w),
                                     concat[start:start + channels])
+            self.pool.give(y)
             start += channels
         h = self.conv_bn(model.head_conv1, concat)
         self.pool.give(concat)
@@ -317,28 +318,42 @@ def _channel_major(forward, x):
     return inputs
 
 
+def _image_view(array, i):
+    """Image ``i`` of a (B, C, H, W) array as the (C, 1, H, W)
+    channel-major view the forward pass writes to."""
+    return array[i][:, None]
+
+
 def fast_forward(model, x):
     """``model.forward(x)`` at inference, computed by the fast path.
+
+    The images of a batch go through the network one at a time: a
+    convolution's GEMMs are as large per image either way (8100 columns at
+    713x713), and one image's work buffers stay in use, so a batch costs
+    no more time or memory per image than a single image.
 
     Args:
         model (pspnet.PSPNet): A model on the CPU with float32 weights.
         x (numpy.ndarray): (B, 3, H, W) float32, mean-subtracted RGB.
 
     Returns:
-        numpy.ndarray: (B, n_class, H, W) float32 logits (a transposed
-        view of a channel-major array).
+        numpy.ndarray: (B, n_class, H, W) float32 logits, C-contiguous.
     """
+    logits = np.empty((len(x), model.head_conv2.W.shape[0]) + x.shape[2:],
+                      dtype=np.float32)
     with _forward_of(model) as forward:
-        logits = forward(model, _channel_major(forward, x))
-    return logits.transpose(1, 0, 2, 3)
+        for i in range(len(x)):
+            forward(model, _channel_major(forward, x[i:i + 1]),
+                    _image_view(logits, i))
+    return logits
 
 
 def fast_network_scores(model, x, flip):
     """Softmax scores of a batch, averaged with those of the flipped
     batch when ``flip``, as :meth:`pspnet.PSPNet._network_scores`.
 
-    The flipped batch is a second pass rather than a doubled batch: as
-    fast per image and with half the peak memory.
+    Images and their mirror images are separate passes (see
+    :func:`fast_forward`).
 
     Args:
         model (pspnet.PSPNet): A model on the CPU with float32 weights.
@@ -349,12 +364,17 @@ def fast_network_scores(model, x, flip):
         numpy.ndarray: (B, n_class, H, W) float32 probabilities,
         C-contiguous like Chainer's.
     """
+    scores = np.empty((len(x), model.head_conv2.W.shape[0]) + x.shape[2:],
+                      dtype=np.float32)
     with _forward_of(model) as forward:
-        scores = kernels.softmax_(forward(model, _channel_major(forward, x)))
-        if flip:
-            mirrored = kernels.softmax_(forward(
-                model, _channel_major(forward, x[:, :, :, ::-1]),
-                forward.pool.take(scores.shape)))
-            kernels.mean_of_mirrored_(scores, mirrored)
-            forward.pool.give(mirrored)
-    return np.ascontiguousarray(scores.transpose(1, 0, 2, 3))
+        for i in range(len(x)):
+            image_scores = kernels.softmax_(forward(
+                model, _channel_major(forward, x[i:i + 1]),
+                _image_view(scores, i)))
+            if flip:
+                mirrored = kernels.softmax_(forward(
+                    model, _channel_major(forward, x[i:i + 1, :, :, ::-1]),
+                    forward.pool.take(image_scores.shape)))
+                kernels.mean_of_mirrored_(image_scores, mirrored)
+                forward.pool.give(mirrored)
+    return scores
