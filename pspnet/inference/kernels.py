@@ -18,6 +18,24 @@ from pspnet.inference.threads import parallel_ranges
 COLUMN_BUFFER_BYTES = 8 << 20
 
 
+def unfolded_block_size(in_channels, ksize, out_h, out_w):
+    """Output rows per block of :func:`conv_unfolded` and the column buffer
+    floats they need.
+
+    Blocks fill :data:`COLUMN_BUFFER_BYTES`, but are at least 3/8 as many
+    columns wide as the GEMM is deep (K = C_in * k * k + 1): BLAS packs
+    the (C_out, K) weight matrix anew for every block, a cost that narrow
+    blocks of a deep GEMM (res5's K = 4609) no longer hide.
+
+    Returns:
+        tuple of ints: ``(rows_per_block, floats)``.
+    """
+    depth = in_channels * ksize * ksize + 1
+    columns = max(COLUMN_BUFFER_BYTES // 4 // depth, depth * 3 // 8)
+    rows = max(1, min(out_h, columns // out_w))
+    return rows, depth * out_w * rows
+
+
 def feature_map(channels, batch, height, width):
     """A new (channels + 1, batch, height, width) float32 feature map whose
     last channel is ones and the others uninitialized."""
@@ -91,17 +109,19 @@ def conv_unfolded(x, matrix, out, ksize, stride, pad, dilate, column_buffer):
         out (numpy.ndarray): (C_out, B, h, w) float32 output, C-contiguous,
             with Chainer's output size (``cover_all=False``).
         ksize, stride, pad, dilate (int): Square kernel geometry.
-        column_buffer (numpy.ndarray or None): 1-d float32 scratch; blocks
-            of rows are sized to fit it (one row at least, with a bigger
-            buffer if needed). None allocates
-            :data:`COLUMN_BUFFER_BYTES`.
+        column_buffer (numpy.ndarray or None): 1-d float32 scratch of the
+            size :func:`unfolded_block_size` gives; blocks of rows are
+            sized to fit it (one row at least, with a bigger buffer if
+            needed). None allocates one.
     """
     in_channels = x.shape[0] - 1
     _, batch, height, width = x.shape
     out_channels, _, out_h, out_w = out.shape
     n_rows = in_channels * ksize * ksize
     if column_buffer is None:
-        column_buffer = np.empty(COLUMN_BUFFER_BYTES // 4, dtype=np.float32)
+        column_buffer = np.empty(
+            unfolded_block_size(in_channels, ksize, out_h, out_w)[1],
+            dtype=np.float32)
     rows_per_block = max(1, min(
         out_h, column_buffer.size // ((n_rows + 1) * out_w)))
     if column_buffer.size < (n_rows + 1) * out_w * rows_per_block:
@@ -307,8 +327,15 @@ def bilinear_matrix(out_size, in_size):
     return matrix
 
 
+#: Input planes up to this many pixels are resized by one GEMM with the
+#: Kronecker product of the two axes' interpolation matrices.
+_KRONECKER_PIXELS = 64
+
+
 def resize_bilinear(x, size, out=None):
-    """Bilinear resize of every (H, W) plane, as two matrix products.
+    """Bilinear resize of every (H, W) plane, as matrix products (one
+    with the Kronecker product of both axes' interpolation matrices for
+    small planes such as the pyramid's bins, else one per axis).
 
     Args:
         x (numpy.ndarray): (C, B, H, W) float32.
@@ -321,14 +348,24 @@ def resize_bilinear(x, size, out=None):
     """
     C, B, H, W = x.shape
     height, width = size
-    if out is not None and not out.flags.c_contiguous:
-        raise ValueError('resize_bilinear: out must be C-contiguous')
-    along_x = np.ascontiguousarray(x.reshape(-1, W)) @ bilinear_matrix(
-        width, W).T
     if out is None:
         out = np.empty((C, B, height, width), dtype=np.float32)
-    np.matmul(bilinear_matrix(height, H), along_x.reshape(C * B, H, width),
-              out=out.reshape(C * B, height, width))
+    elif not out.flags.c_contiguous:
+        raise ValueError('resize_bilinear: out must be C-contiguous')
+    planes = np.ascontiguousarray(x).reshape(C * B, H * W)
+    if H * W <= _KRONECKER_PIXELS:
+        interpolation = np.kron(bilinear_matrix(height, H).T,
+                                bilinear_matrix(width, W).T)
+        gemm(planes, interpolation, out.reshape(C * B, height * width))
+        return out
+    along_x = np.empty((C * B * H, width), dtype=np.float32)
+    gemm(planes.reshape(C * B * H, W),
+         np.ascontiguousarray(bilinear_matrix(width, W).T), along_x)
+    along_y = bilinear_matrix(height, H)
+    along_x = along_x.reshape(C * B, H, width)
+    out_planes = out.reshape(C * B, height, width)
+    for i in range(C * B):
+        gemm(along_y, along_x[i], out_planes[i])
     return out
 
 

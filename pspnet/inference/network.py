@@ -183,7 +183,8 @@ class _Forward(object):
                                  dilate, products.reshape(-1))
             self.pool.give(products)
         else:
-            columns = self.pool.take((kernels.COLUMN_BUFFER_BYTES // 4,))
+            columns = self.pool.take((kernels.unfolded_block_size(
+                in_channels, ksize, *shape[2:])[1],))
             kernels.conv_unfolded(
                 x, folding.unfolded_matrix(conv, bn, weights), data, ksize,
                 stride, pad, dilate, columns)
