@@ -14,7 +14,6 @@ recorded with the results.
 """
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -28,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, 'tests')]
 
 import caffemodel_factory  # NOQA
+from json_results import write_json  # NOQA
 
 GOAL_SECONDS = 10.0
 GOAL_MEMORY_RATIO = 2.0
@@ -103,11 +103,7 @@ def main():
                     'python': platform.python_version(),
                     'platform': platform.platform()},
     }
-    folder = os.path.dirname(os.path.abspath(args.json))
-    os.makedirs(folder, exist_ok=True)
-    with open(args.json, 'w') as f:
-        json.dump(result, f, indent=2)
-    print('wrote', args.json)
+    write_json(args.json, result)
 
 
 if __name__ == '__main__':

@@ -27,6 +27,8 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(_HERE, '..'))
 sys.path.insert(0, os.path.join(_HERE, '..', 'tests'))
 
+from json_results import write_json  # NOQA
+
 N_CLASS = 19
 
 
@@ -108,11 +110,7 @@ def main():
         print('{:>8} | {:>22.1f} | {:>24.1f}'.format(
             row['n_images'], row['streaming_peak_rss_mb'],
             row['keep_all_peak_rss_mb']))
-    if os.path.dirname(args.json):
-        os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    with open(args.json, 'w') as f:
-        json.dump({'image_size': size, 'rows': rows}, f, indent=1)
-    print('wrote', args.json)
+    write_json(args.json, {'image_size': size, 'rows': rows})
 
 
 if __name__ == '__main__':

@@ -53,6 +53,8 @@ import sys
 import tempfile
 import time
 
+from json_results import write_json
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEFAULT_SIZES = {'resnet50': 473, 'resnet101': 713}
@@ -464,9 +466,7 @@ def gpu_benchmark(args):
               'windows and flips): {:.2f} s'.format(H, W, depth, size,
                                                     seconds))
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(report, f, indent=1)
-        print('wrote', args.json)
+        write_json(args.json, report)
 
 
 def main():
@@ -691,9 +691,7 @@ def main():
     for goal in report['goals']:
         print('  [{}] {}'.format('x' if goal['met'] else ' ', goal['goal']))
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(report, f, indent=1)
-        print('wrote', args.json)
+        write_json(args.json, report)
 
 
 if __name__ == '__main__':

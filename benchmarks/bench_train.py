@@ -28,6 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, 'tests')]
 
 import dataset_factory  # NOQA
+from json_results import write_json  # NOQA
 
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), 'mpiexec')
 
@@ -109,11 +110,7 @@ def main():
               'model': 'pspnet_resnet50', 'device': 'cpu', 'runs': rows,
               'cpu_count': os.cpu_count(), 'load_average': os.getloadavg(),
               'machine': platform.platform()}
-    folder = os.path.dirname(os.path.abspath(args.json))
-    os.makedirs(folder, exist_ok=True)
-    with open(args.json, 'w') as f:
-        json.dump(record, f, indent=2)
-    print('wrote', args.json)
+    write_json(args.json, record)
 
 
 if __name__ == '__main__':
