@@ -37,7 +37,7 @@ uses its default), and so do the kernels of numpy's OpenBLAS
 ``--openblas-coretype`` sets them for every process of the run: on AMD
 Zen 4/5 numpy's OpenBLAS 0.3.20 needs ``SkylakeX`` (``avx512``) for
 AVX-512, about twice the GEMM speed of ``Haswell`` (see
-``pspnet/inference/openblas.py``). The fast path's GEMM picks its kernels
+``benchmarks/openblas_coretype.py``). The fast path's GEMM picks its kernels
 from the CPU (``PSPNET_BLAS_CORETYPE`` overrides). Close other work while
 measuring: the children's CPU time over wall time shows how much of the
 machine they got.
@@ -67,11 +67,11 @@ LABELS = {'fast': 'fast (numpy)', 'plain': 'plain Chainer',
 
 
 def openblas_helper():
-    """``pspnet/inference/openblas.py``, loaded without importing the
-    package (which imports numpy, fixing OpenBLAS's kernels)."""
+    """``benchmarks/openblas_coretype.py``, loaded by path: it imports no
+    numpy (whose import fixes OpenBLAS's kernels)."""
     spec = importlib.util.spec_from_file_location(
-        'pspnet_openblas', os.path.join(ROOT, 'pspnet', 'inference',
-                                        'openblas.py'))
+        'openblas_coretype', os.path.join(ROOT, 'benchmarks',
+                                          'openblas_coretype.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -28,24 +28,27 @@ import collections
 import re
 
 from pspnet.errors import UserError
+from pspnet.links.pspnet import PYRAMID_BINS
+from pspnet.links.resnet import Bottleneck
 from pspnet.links.resnet import DilatedResNet
+from pspnet.links.resnet import unit_name
 
 CONVOLUTION_TYPES = ('Convolution', 'ConvolutionData', 'HoleConvolution',
                      'HoleConvolutionData')
 BN_TYPES = ('BN', 'BNData')
 
-#: Children of ``ppm`` in the order of PSPNet's ``conv5_3_pool{bin}_conv``.
-PYRAMID_BINS = (6, 3, 2, 1)
-
 #: Link arrays of a BN layer's four blobs, in blob order.
 BN_ARRAYS = ('gamma', 'beta', 'avg_mean', 'avg_var')
 
-_BOTTLENECK_CONVS = (('1x1_reduce', 'conv1'), ('3x3', 'conv2'),
-                     ('1x1_increase', 'conv3'), ('1x1_proj', 'residual_conv'))
+#: Caffe's suffixes of a unit's convolutions, in the order of the link's
+#: :attr:`~pspnet.links.Bottleneck.conv_names`.
+_BOTTLENECK_SUFFIXES = ('1x1_reduce', '3x3', '1x1_increase', '1x1_proj')
+#: Caffe's stage numbers, in the order of the link's stages.
+_STAGE_NUMBERS = (2, 3, 4, 5)
 _UNIT_PATTERN = re.compile(r'^conv4_(\d+)_(?:1x1_reduce|3x3|1x1_increase|'
                            r'1x1_proj)$')
-_STEM = (('conv1_1_3x3_s2', 'conv1_1'), ('conv1_2_3x3', 'conv1_2'),
-         ('conv1_3_3x3', 'conv1_3'))
+#: Caffe's names of the stem's convolutions, in the link's order.
+_STEM_LAYERS = ('conv1_1_3x3_s2', 'conv1_2_3x3', 'conv1_3_3x3')
 CLASSIFIER = 'conv6'
 POOL1 = 'conv5_3_pool1'
 
@@ -98,19 +101,23 @@ def targets(n_layer):
         of the network.
     """
     result = collections.OrderedDict()
-    for layer, link in _STEM:
+    for i, (layer, link) in enumerate(zip(_STEM_LAYERS,
+                                          DilatedResNet.stem_names)):
         result.update(_conv_bn(layer, 'extractor/' + link,
-                               reverse_channels=layer == 'conv1_1_3x3_s2'))
-    for stage, n_unit in zip(
-            (2, 3, 4, 5), DilatedResNet.units_per_stage[n_layer]):
+                               reverse_channels=i == 0))
+    for number, stage, n_unit in zip(
+            _STAGE_NUMBERS, DilatedResNet.stage_names,
+            DilatedResNet.units_per_stage[n_layer]):
         for m in range(1, n_unit + 1):
-            unit = 'a' if m == 1 else 'b{}'.format(m - 1)
-            for suffix, conv in _BOTTLENECK_CONVS:
-                if suffix == '1x1_proj' and m != 1:
+            # The first unit of every stage has the projection.
+            for suffix, conv in zip(_BOTTLENECK_SUFFIXES,
+                                    Bottleneck.conv_names):
+                if conv == 'residual_conv' and m != 1:
                     continue
                 result.update(_conv_bn(
-                    'conv{}_{}_{}'.format(stage, m, suffix),
-                    'extractor/res{}/{}/{}'.format(stage, unit, conv)))
+                    'conv{}_{}_{}'.format(number, m, suffix),
+                    'extractor/{}/{}/{}'.format(stage, unit_name(m - 1),
+                                                conv)))
     for index, bin_ in enumerate(PYRAMID_BINS):
         result.update(_conv_bn('conv5_3_pool{}_conv'.format(bin_),
                                'ppm/{}'.format(index)))

@@ -78,38 +78,6 @@ def unfolded_matrix(conv, bn=None, out=None):
     return matrix
 
 
-def tap_matrix(conv, bn, tap, out=None):
-    """The weight matrix of one kernel tap of a convolution.
-
-    Args:
-        conv (chainer.links.Convolution2D): Weight of shape
-            (C_out, C_in, kh, kw), optional bias ``b``.
-        bn (chainer.links.BatchNormalization or None): Folded in if given.
-        tap (int): ``i * kw + j`` for kernel position (i, j).
-        out (numpy.ndarray or None): A one-dimensional float32 buffer to
-            hold the matrix, or None for a new array.
-
-    Returns:
-        numpy.ndarray: (C_out, C_in + 1) float32 weighing the input
-        channels at that tap. The last column is the bias at the centre
-        tap and zeros elsewhere, so that the taps add up to the
-        convolution.
-    """
-    W = conv.W.array
-    out_channels, in_channels, kh, kw = W.shape
-    scale, bias = _conv_scale_and_bias(conv, bn)
-    matrix = _matrix((out_channels, in_channels + 1), out)
-    W = W[:, :, tap // kw, tap % kw]
-
-    def fold(start, stop):
-        np.multiply(W[start:stop], scale[start:stop, None],
-                    out=matrix[start:stop, :-1])
-
-    parallel_ranges(fold, out_channels)
-    matrix[:, -1] = bias if tap == (kh // 2) * kw + kw // 2 else 0
-    return matrix
-
-
 #: Output channels folded together by :func:`tap_matrices`: their weights
 #: (a few megabytes) stay in cache while the taps are gathered.
 _TAP_BLOCK = 8
@@ -127,7 +95,10 @@ def tap_matrices(conv, bn=None, out=None):
 
     Returns:
         numpy.ndarray: (kh * kw, C_out, C_in + 1) float32; entry ``t`` is
-        :func:`tap_matrix` of tap ``t``.
+        the (C_out, C_in + 1) matrix of tap ``t`` (kernel position
+        ``(t // kw, t % kw)``); the last column is the bias at the centre
+        tap and zeros elsewhere, so that the taps add up to the
+        convolution.
     """
     W = conv.W.array
     out_channels, in_channels, kh, kw = W.shape

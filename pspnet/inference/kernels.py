@@ -36,14 +36,6 @@ def unfolded_block_size(in_channels, ksize, out_h, out_w):
     return rows, depth * out_w * rows
 
 
-def feature_map(channels, batch, height, width):
-    """A new (channels + 1, batch, height, width) float32 feature map whose
-    last channel is ones and the others uninitialized."""
-    x = np.empty((channels + 1, batch, height, width), dtype=np.float32)
-    x[channels] = 1
-    return x
-
-
 def relu_(x):
     """ReLU in place, in parallel threads; returns ``x``."""
     def work(start, stop):
@@ -184,10 +176,9 @@ def conv_per_tap(x, tap_matrix, out, ksize, pad, dilate, scratch=None):
     Args:
         x (numpy.ndarray): (C_in + 1, B, H, W) feature map.
         tap_matrix (callable): ``tap_matrix(i * k + j)`` gives the
-            (C_out, C_in + 1) float32 matrix of kernel tap (i, j), as
-            :func:`pspnet.inference.folding.tap_matrix` does (or the
-            ``__getitem__`` of :func:`~pspnet.inference.folding.tap_matrices`'
-            result).
+            (C_out, C_in + 1) float32 matrix of kernel tap (i, j), such as
+            the ``__getitem__`` of
+            :func:`pspnet.inference.folding.tap_matrices`' result.
         out (numpy.ndarray): (C_out, B, H, W) float32, C-contiguous.
         ksize, pad, dilate (int): Kernel geometry with
             ``2 * pad == dilate * (ksize - 1)`` (same size output).

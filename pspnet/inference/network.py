@@ -17,24 +17,6 @@ from pspnet.inference import folding
 from pspnet.inference import kernels
 
 
-def _conv_bn_links(model):
-    """Every (name, Conv2DBNActiv-like link) of the model, and the final
-    classifier convolution as ``('head_conv2', conv)``."""
-    links = [('extractor/' + name, getattr(model.extractor, name))
-             for name in ('conv1_1', 'conv1_2', 'conv1_3')]
-    for stage in ('res2', 'res3', 'res4', 'res5'):
-        block = getattr(model.extractor, stage)
-        for unit_name, unit in zip(block.unit_names, block.units):
-            for name in ('conv1', 'conv2', 'conv3', 'residual_conv'):
-                if hasattr(unit, name):
-                    links.append(('extractor/{}/{}/{}'.format(
-                        stage, unit_name, name), getattr(unit, name)))
-    links.extend(('ppm/{}'.format(i), branch)
-                 for i, branch in enumerate(model.ppm))
-    links.append(('head_conv1', model.head_conv1))
-    return links
-
-
 def _unsupported_conv(conv):
     W = conv.W.array
     if W is None:
@@ -72,7 +54,7 @@ def unsupported_reason(model, x):
     if not isinstance(x, np.ndarray) or x.dtype != np.float32:
         return 'input is not a float32 numpy array'
     try:
-        links = _conv_bn_links(model)
+        links = model.conv_bn_links()
         head_conv2 = model.head_conv2
         ksizes = model.ppm.ksizes
     except AttributeError as e:
@@ -210,7 +192,7 @@ class _Forward(object):
         for i, unit in enumerate(units):
             mid1 = self.conv_bn(unit.conv1, x, mid1)
             mid2 = self.conv_bn(unit.conv2, mid1, mid2)
-            if hasattr(unit, 'residual_conv'):
+            if unit.projection:
                 shortcut = self.conv_bn(unit.residual_conv, x)
             else:
                 shortcut = x
@@ -240,9 +222,10 @@ class _Forward(object):
         size = x.shape[2:]
         extractor = model.extractor
         h = x
-        for name in ('conv1_1', 'conv1_2', 'conv1_3'):
-            h, previous = self.conv_bn(getattr(extractor, name), h,
-                                       defer_relu=name == 'conv1_3'), h
+        stem = extractor.stem
+        for link in stem:
+            h, previous = self.conv_bn(link, h,
+                                       defer_relu=link is stem[-1]), h
             self.pool.give(previous)
         pooled_h, pooled_w = (-(-(s + 2 - 3) // 2) + 1 for s in h.shape[2:])
         scratch = self.pool.take(h.shape[:3] + (pooled_w,))
@@ -251,18 +234,20 @@ class _Forward(object):
             scratch)
         self.pool.give(h, scratch)
         h = pooled
-        if extractor.conv1_3.activ is not None:
+        if stem[-1].activ is not None:
             # ReLU and max pooling commute: the ReLU runs on 4x fewer values.
             kernels.relu_(h[:-1])
-        for stage in ('res2', 'res3', 'res4'):
-            h = self.res_block(getattr(extractor, stage), h)
-        # res5's output is the first part of the pyramid's concatenation.
-        res5_channels = extractor.res5.units[-1].conv3.conv.W.shape[0]
+        *stages, last_stage = extractor.stages
+        for stage in stages:
+            h = self.res_block(stage, h)
+        # The last stage's output is the first part of the pyramid's
+        # concatenation.
+        res5_channels = last_stage.units[-1].conv3.conv.W.shape[0]
         branch_channels = [branch.conv.W.shape[0] for branch in model.ppm]
         _, batch, feat_h, feat_w = h.shape
         concat = self.feature_map(res5_channels + sum(branch_channels),
                                   batch, feat_h, feat_w)
-        self.res_block(extractor.res5, h, concat[:res5_channels + 1])
+        self.res_block(last_stage, h, concat[:res5_channels + 1])
         features = concat[:res5_channels]
         start = res5_channels
         for branch, ksize, channels in zip(model.ppm, model.ppm.ksizes,

@@ -20,25 +20,21 @@ class Conv2DBNActiv(chainer.Chain):
         dilate (int): Dilation of the kernel.
         initialW (callable): Initializer of the convolution weight.
         activ (callable or None): Activation; None for none.
-        bn_kwargs (dict): Keyword arguments of the batch normalization. With
-            a ``comm`` key, ChainerMN's multi-node batch normalization is used.
+
+    Training over several processes swaps ``bn`` for ChainerMN's
+    multi-node batch normalization (``chainermn.links.create_mnbn_model``),
+    which keeps the names.
     """
 
     def __init__(self, in_channels, out_channels, ksize, stride=1, pad=0,
-                 dilate=1, initialW=None, activ=F.relu, bn_kwargs=None):
+                 dilate=1, initialW=None, activ=F.relu):
         super(Conv2DBNActiv, self).__init__()
-        bn_kwargs = dict(bn_kwargs or {})
         self.activ = activ
         with self.init_scope():
             self.conv = L.Convolution2D(
                 in_channels, out_channels, ksize, stride, pad, nobias=True,
                 initialW=initialW, dilate=dilate)
-            if 'comm' in bn_kwargs:
-                from chainermn.links import MultiNodeBatchNormalization
-                self.bn = MultiNodeBatchNormalization(
-                    out_channels, **bn_kwargs)
-            else:
-                self.bn = L.BatchNormalization(out_channels, **bn_kwargs)
+            self.bn = L.BatchNormalization(out_channels)
 
     def forward(self, x):
         h = self.bn(self.conv(x))

@@ -45,11 +45,10 @@ class PyramidPoolingModule(chainer.ChainList):
     """
 
     def __init__(self, in_channels, feat_size, bins=PYRAMID_BINS,
-                 initialW=None, bn_kwargs=None):
+                 initialW=None):
         out_channels = in_channels // len(bins)
         super(PyramidPoolingModule, self).__init__(*[
-            Conv2DBNActiv(in_channels, out_channels, 1, initialW=initialW,
-                          bn_kwargs=bn_kwargs)
+            Conv2DBNActiv(in_channels, out_channels, 1, initialW=initialW)
             for _ in bins])
         self.bins = tuple(bins)
         self.ksizes = [(feat_size[0] // b, feat_size[1] // b) for b in bins]
@@ -163,6 +162,35 @@ class PSPNet(chainer.Chain):
     def n_class(self):
         return self.head_conv2.out_channels
 
+    def conv_bn_links(self):
+        """``(name, Conv2DBNActiv)`` of every convolution followed by batch
+        normalization, in network order, named as in the npz files
+        (``extractor/conv1_1``, ``extractor/res2/a/conv1``, ...,
+        ``ppm/0`` to ``ppm/3`` for bins :attr:`PyramidPoolingModule.bins`,
+        ``head_conv1``). The classifier ``head_conv2`` follows them."""
+        links = [('extractor/' + name, link)
+                 for name, link in self.extractor.conv_bn_links()]
+        links.extend(('ppm/{}'.format(i), branch)
+                     for i, branch in enumerate(self.ppm))
+        links.append(('head_conv1', self.head_conv1))
+        return links
+
+    def classify(self, res5, dropout_ratio=0):
+        """Logits at feature size from res5: pyramid pooling, the head, and
+        dropout before the classifier (training only).
+
+        Args:
+            res5: (B, 2048, h, w) float32 features.
+            dropout_ratio (float): Dropout before ``head_conv2``; 0 for none.
+
+        Returns:
+            chainer.Variable: (B, n_class, h, w) float32 logits.
+        """
+        h = self.head_conv1(self.ppm(res5))
+        if dropout_ratio:
+            h = F.dropout(h, dropout_ratio)
+        return self.head_conv2(h)
+
     def forward(self, x):
         """Class scores before softmax.
 
@@ -173,8 +201,7 @@ class PSPNet(chainer.Chain):
             chainer.Variable: (B, n_class, H, W) float32 logits.
         """
         _, res5 = self.extractor(x)
-        h = self.head_conv2(self.head_conv1(self.ppm(res5)))
-        return F.resize_images(h, x.shape[2:])
+        return F.resize_images(self.classify(res5), x.shape[2:])
 
     def predict(self, imgs):
         """Segment images.

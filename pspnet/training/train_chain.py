@@ -65,8 +65,7 @@ class TrainChain(chainer.Chain):
         """Main and auxiliary logits, (B, n_class, H, W) float32 each."""
         model = self.model
         res4, res5 = model.extractor(imgs)
-        main = model.head_conv1(model.ppm(res5))
-        main = model.head_conv2(F.dropout(main, self.dropout_ratio))
+        main = model.classify(res5, self.dropout_ratio)
         aux = self.aux_conv2(F.dropout(self.aux_conv1(res4),
                                        self.dropout_ratio))
         size = imgs.shape[2:]

@@ -1,4 +1,4 @@
-"""OpenBLAS's AVX-512 GEMM kernels on AMD Zen 4 and Zen 5.
+"""OpenBLAS's AVX-512 GEMM kernels on AMD Zen 4 and Zen 5 (for the benchmarks).
 
 The OpenBLAS that numpy 1.23's wheels bundle (0.3.20) does not know these
 cores: left alone it picks its ancient "Barcelona" (SSE) kernels, and
