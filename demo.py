@@ -25,13 +25,13 @@ import sys
 from tqdm import tqdm
 
 from pspnet import device
+from pspnet import flags
 from pspnet import image_io
 from pspnet import models
 from pspnet import visualizations
 from pspnet.errors import ArgumentParser
 from pspnet.errors import exit_on_user_error
 from pspnet.errors import UserError
-from pspnet.links.pspnet import MIN_INPUT_SIZE
 
 OUTPUTS = ('label', 'color', 'overlay', 'figure')
 
@@ -49,12 +49,14 @@ def parse_args(argv=None):
                         metavar='PATH|cityscapes|ade20k',
                         help='cityscapes, ade20k or an .npz file (default: '
                         'the preset of --dataset)')
-    parser.add_argument('--dataset', choices=sorted(models.DATASET_PRESETS),
+    parser.add_argument('--dataset', type=flags.dataset,
+                        metavar=flags.dataset_names(),
                         help='class names and default weights (default: '
                         'the dataset of --pretrained-model, else cityscapes)')
-    parser.add_argument('--input-size', type=int, metavar='N',
+    parser.add_argument('--input-size', type=flags.input_size, metavar='N',
                         help='network input size (default: the dataset\'s '
-                        'or the weights\' preset, 713 or 473)')
+                        'or the weights\' dataset\'s, {})'.format(
+                            flags.dataset_defaults('input_size')))
     parser.add_argument('--output', '-o', metavar='PREFIX',
                         help='prefix of the output files of one image '
                         '(default result/<image name>); the output folder '
@@ -128,25 +130,17 @@ def segment(model, img, names, colors, prefix, plt=None):
 @exit_on_user_error
 def main(argv=None):
     args = parse_args(argv)
-    if args.input_size is not None and args.input_size < MIN_INPUT_SIZE:
-        raise UserError('--input-size {} is too small; use at least {} (the '
-                        'presets use 713 for cityscapes, 473 for ade20k)'
-                        .format(args.input_size, MIN_INPUT_SIZE))
     images = image_io.list_images(args.images)
     prefixes, to_folder = output_prefixes(images, args.images, args.output)
     plt = _pyplot_for_show() if args.show else None
     # Read a single image before the slow model load, to fail fast.
     first_img = image_io.read_image(images[0]) if len(images) == 1 else None
 
-    dataset = args.dataset
-    if dataset is None and args.pretrained_model in (None, 'cityscapes',
-                                                     'ade20k'):
-        dataset = args.pretrained_model or 'cityscapes'
-    model = models.build_model(args.model, dataset, args.pretrained_model,
-                               args.input_size)
+    model = models.build_model(args.model, args.dataset,
+                               args.pretrained_model, args.input_size)
     device.use_gpu(model, args.gpu)
-    names, colors = visualizations.label_names_and_colors(
-        model.n_class, dataset or models.dataset_of_n_class(model.n_class))
+    names, colors = visualizations.label_names_and_colors(model.n_class,
+                                                          model.dataset)
 
     failed = []
     for path, prefix in zip(tqdm(images, unit='image',

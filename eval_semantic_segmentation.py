@@ -5,52 +5,28 @@ global average accuracy). ``mpiexec -n N python eval_semantic_segmentation.py
 ...`` splits the images over N processes (one GPU each with --gpu).
 """
 
-import argparse
 import os
 import sys
 
 import tqdm
 
-from pspnet import datasets
+from pspnet.datasets import registry
 from pspnet import evaluations
+from pspnet import flags
 from pspnet import mpi
 from pspnet.device import use_gpu
 from pspnet.errors import ArgumentParser
 from pspnet.errors import exit_on_user_error
 from pspnet.errors import UserError
-from pspnet.evaluations import distributed
 from pspnet.evaluations import evaluator
 from pspnet.models import build_model
 from pspnet.models import MODELS
 
 
-def _scales(text):
-    try:
-        scales = tuple(float(s) for s in text.split(','))
-    except ValueError:
-        scales = ()
-    if not scales or min(scales) <= 0:
-        raise argparse.ArgumentTypeError(
-            'expected positive numbers separated by commas, such as '
-            '0.5,0.75,1.0,1.25,1.5,1.75; got {!r}'.format(text))
-    return scales
-
-
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            'expected a positive integer, got {!r}'.format(text))
-    return value
-
-
 def parse_args(argv=None):
     parser = ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--dataset', required=True,
-                        choices=sorted(datasets.DATASETS))
+    parser.add_argument('--dataset', required=True, type=flags.dataset,
+                        metavar=flags.dataset_names())
     parser.add_argument('--model', required=True, choices=sorted(MODELS))
     parser.add_argument('--gpu', type=int, default=-1,
                         help='GPU id (-1: CPU); under mpiexec each process '
@@ -58,13 +34,13 @@ def parse_args(argv=None):
     parser.add_argument('--pretrained-model',
                         help="'cityscapes', 'ade20k' or an npz file "
                         '(default: the published weights of --dataset)')
-    parser.add_argument('--batchsize', type=_positive, default=1,
+    parser.add_argument('--batchsize', type=flags.positive_int, default=1,
                         help='images read and passed to predict at a time '
                         '(default 1); results do not depend on it')
-    parser.add_argument('--input-size', type=_positive,
-                        help='network input size (default: 713 for '
-                        'Cityscapes, 473 for ADE20K and VOC)')
-    parser.add_argument('--scales', type=_scales,
+    parser.add_argument('--input-size', type=flags.input_size,
+                        metavar='N', help='network input size (default: '
+                        '{})'.format(flags.dataset_defaults('input_size')))
+    parser.add_argument('--scales', type=flags.scales,
                         help='multi-scale inference, e.g. '
                         '0.5,0.75,1.0,1.25,1.5,1.75 (default: one scale)')
     parser.add_argument('--no-flip', action='store_true',
@@ -73,7 +49,7 @@ def parse_args(argv=None):
     parser.add_argument('--data-dir', default='auto',
                         help="dataset folder (default 'auto': "
                         '$CHAINER_DATASET_ROOT/pfnet/chainercv/DATASET)')
-    parser.add_argument('--limit', type=_positive,
+    parser.add_argument('--limit', type=flags.positive_int,
                         help='evaluate only the first N images')
     parser.add_argument('--json', metavar='FILE',
                         help='also write every figure to FILE')
@@ -110,7 +86,8 @@ def prepare(args, comm):
         gpu = comm.intra_rank
     if args.json:
         _check_json_path(args.json)
-    dataset = datasets.get_dataset(args.dataset, 'val', args.data_dir)
+    spec = registry.lookup(args.dataset)
+    dataset = spec.get('val', args.data_dir)
     n_images = len(dataset) if args.limit is None else min(args.limit,
                                                            len(dataset))
     model = build_model(args.model, args.dataset, args.pretrained_model,
@@ -118,11 +95,11 @@ def prepare(args, comm):
     model.scales = args.scales
     model.flip = not args.no_flip
     use_gpu(model, gpu)
-    return dataset, datasets.get_label_names(args.dataset), n_images, model
+    return dataset, spec.label_names, n_images, model
 
 
 def evaluate(args, comm, dataset, label_names, n_images, model):
-    indices = distributed.shard_indices(n_images, comm)
+    indices = mpi.shard_indices(n_images, comm)
     bar, progress = _progress_bar(comm, n_images, len(indices))
     try:
         confusion = evaluator.evaluate_model(
@@ -131,7 +108,7 @@ def evaluate(args, comm, dataset, label_names, n_images, model):
     finally:
         if bar is not None:
             bar.close()
-    confusion = distributed.sum_over_processes(confusion, comm)
+    confusion = mpi.sum_over_processes(confusion, comm)
     if comm is not None and comm.rank != 0:
         return
     metrics = evaluations.semantic_segmentation_metrics(confusion)
@@ -148,13 +125,9 @@ def main(argv=None):
     if mpi.launched_by_mpi():
         comm = mpi.create_communicator('pure_nccl' if args.gpu >= 0
                                        else 'naive')
-    try:
-        setup = mpi.agree(comm, prepare, args, comm)
-        mpi.abort_on_error(comm, evaluate, args, comm, *setup)
-    except mpi.CollectiveError:
-        if comm is not None and comm.rank != 0:
-            sys.exit(2)  # rank 0 reports the error
-        raise
+    mpi.run_collectively(
+        comm, lambda: evaluate(args, comm, *mpi.agree(comm, prepare, args,
+                                                      comm)))
 
 
 if __name__ == '__main__':

@@ -16,10 +16,11 @@ snapshots OUT/snapshot_iter_N.npz and the final OUT/model_final.npz, which
 demo.py and eval_semantic_segmentation.py load.
 """
 
+from pspnet import flags
 from pspnet import models
+from pspnet import mpi
 from pspnet.errors import ArgumentParser
 from pspnet.errors import exit_on_user_error
-from pspnet.training import distributed
 from pspnet.training import run
 
 
@@ -28,27 +29,30 @@ def parse_args(argv=None):
         description='Train PSPNet on Cityscapes or ADE20K with ChainerMN '
         '(start with mpiexec -n N).')
     parser.add_argument('--dataset', required=True,
-                        choices=sorted(run.TRAINING_PRESETS))
+                        type=flags.training_dataset,
+                        metavar=flags.dataset_names(training=True))
     parser.add_argument('--model', required=True,
                         choices=sorted(models.MODELS))
     parser.add_argument('--data-dir', default='auto',
                         help="dataset folder (default 'auto': "
                         '$CHAINER_DATASET_ROOT/pfnet/chainercv/DATASET)')
-    parser.add_argument('--lr', type=float, default=1e-2,
+    parser.add_argument('--lr', type=flags.positive_float, default=1e-2,
                         help='initial learning rate (default 0.01)')
-    parser.add_argument('--batchsize', '--batch-size', type=int, default=2,
+    parser.add_argument('--batchsize', '--batch-size',
+                        type=flags.positive_int, default=2,
                         help='images per process and iteration (default 2)')
     parser.add_argument('--out', default='result',
                         help='output folder (default result)')
-    parser.add_argument('--iteration', type=int,
-                        help='iterations (default: 90000 for cityscapes, '
-                        '150000 for ade20k)')
-    parser.add_argument('--communicator', choices=distributed.COMMUNICATORS,
+    parser.add_argument('--iteration', type=flags.positive_int,
+                        help='iterations (default: the recipe\'s, {})'
+                        .format(flags.dataset_defaults('iterations')))
+    parser.add_argument('--communicator', choices=mpi.COMMUNICATORS,
                         help='ChainerMN communicator (default: pure_nccl '
                         'with GPUs, naive on CPUs)')
-    parser.add_argument('--crop-size', type=int, metavar='N',
+    parser.add_argument('--crop-size', type=flags.input_size, metavar='N',
                         help='training crop and network input size '
-                        '(default: 713 for cityscapes, 473 for ade20k)')
+                        '(default: {})'.format(
+                            flags.dataset_defaults('input_size', training=True)))
     parser.add_argument('--device', choices=('auto', 'gpu', 'cpu'),
                         default='auto',
                         help='auto (default): one GPU per process when '
@@ -62,21 +66,21 @@ def parse_args(argv=None):
                         metavar='SNAPSHOT',
                         help='continue a run: alone, from the latest '
                         'snapshot in --out; or from SNAPSHOT')
-    parser.add_argument('--snapshot-interval', type=int, default=2000,
-                        metavar='N', help='iterations between snapshots '
+    parser.add_argument('--snapshot-interval', type=flags.positive_int,
+                        default=2000, metavar='N', help='iterations between snapshots '
                         '(default 2000)')
-    parser.add_argument('--keep-snapshots', type=int, default=3,
-                        metavar='N', help='snapshots kept (default 3)')
-    parser.add_argument('--val-interval', type=int, default=10000,
-                        metavar='N', help='iterations between validations; '
+    parser.add_argument('--keep-snapshots', type=flags.positive_int,
+                        default=3, metavar='N', help='snapshots kept (default 3)')
+    parser.add_argument('--val-interval', type=flags.non_negative_int,
+                        default=10000, metavar='N', help='iterations between validations; '
                         '0: only at the end (default 10000)')
-    parser.add_argument('--log-interval', type=int, default=10, metavar='N',
-                        help='iterations between log lines (default 10)')
-    parser.add_argument('--loaderjob', type=int, metavar='N',
-                        help='data loading processes per process; 0 loads '
+    parser.add_argument('--log-interval', type=flags.positive_int,
+                        default=10, metavar='N', help='iterations between log lines (default 10)')
+    parser.add_argument('--loaderjob', type=flags.non_negative_int,
+                        metavar='N', help='data loading processes per process; 0 loads '
                         'in the process (default: the free cores, at most '
                         '4)')
-    parser.add_argument('--seed', type=int, default=0,
+    parser.add_argument('--seed', type=flags.non_negative_int, default=0,
                         help='seed of the split of the data over the '
                         'processes (default 0)')
     parser.add_argument('--no-progress', dest='progress',

@@ -1,4 +1,5 @@
-"""Placing models and arrays on a GPU through Chainer's device API."""
+"""GPUs or CPUs: counting GPUs, choosing the device of a process, placing
+models on a GPU through Chainer's device API."""
 
 import chainer
 
@@ -42,3 +43,54 @@ def use_gpu(link, gpu):
     chainer.backends.cuda.get_device_from_id(gpu).use()
     link.to_gpu(gpu)
     return link
+
+
+def choose_device_kind(device='auto'):
+    """Decide between GPUs and CPUs, before any MPI call.
+
+    Args:
+        device (str): ``'auto'`` (GPUs when CuPy sees any), ``'gpu'`` or
+            ``'cpu'``.
+
+    Returns:
+        str: ``'gpu'`` or ``'cpu'``.
+
+    Raises:
+        UserError: ``'gpu'`` was asked for but CuPy sees no GPU.
+    """
+    if device not in ('auto', 'gpu', 'cpu'):
+        raise UserError("unknown device {!r}; use auto, gpu or cpu".format(
+            device))
+    if device == 'cpu':
+        return 'cpu'
+    if gpu_count() > 0:
+        return 'gpu'
+    if device == 'gpu':
+        raise UserError('--device gpu needs CuPy and a CUDA GPU, and CuPy '
+                        'sees none; install requirements-gpu.txt (see '
+                        'README) or use --device cpu')
+    return 'cpu'
+
+
+def process_device(kind, comm):
+    """The Chainer device of this process: its machine's GPU number
+    ``intra_rank``, or the CPU. GPUs are made current.
+
+    Raises:
+        UserError: A machine runs more processes than it has GPUs.
+    """
+    if kind == 'cpu':
+        return chainer.get_device('@numpy')
+    n_gpu = gpu_count()
+    if comm.intra_rank >= n_gpu:
+        raise UserError(
+            'this machine runs {} processes but has {} GPU(s); start at '
+            'most one process per GPU (mpiexec -n / the hostfile slots)'
+            .format(comm.intra_size, n_gpu))
+    device = chainer.get_device('@cupy:{}'.format(comm.intra_rank))
+    device.use()
+    # As ChainerCV's recipe: room for cuDNN's fastest convolutions (where
+    # CuPy has cuDNN).
+    chainer.backends.cuda.set_max_workspace_size(1024 ** 3)
+    chainer.config.autotune = True
+    return device

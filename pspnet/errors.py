@@ -38,6 +38,9 @@ class ArgumentParser(argparse.ArgumentParser):
     (exit status 2), like every other user error."""
 
     def error(self, message):
-        print('error: {}; see python {} --help'.format(
-            message, os.path.basename(self.prog)), file=sys.stderr)
+        # Under mpiexec every process parses the same flags: one says so.
+        from pspnet.mpi import launcher_rank
+        if launcher_rank() == 0:
+            print('error: {}; see python {} --help'.format(
+                message, os.path.basename(self.prog)), file=sys.stderr)
         sys.exit(2)

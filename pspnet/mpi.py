@@ -1,17 +1,28 @@
 """MPI processes started by ``mpiexec``: detecting them, starting ChainerMN,
-and failing together.
+splitting work and summing results, and failing together. Every use of
+MPI in the project goes through this module.
 
 A process of a job that fails alone leaves the others waiting forever in
 their next collective operation, so errors are either agreed on by all
-processes (:func:`agree`) or end the whole job (:func:`abort_on_error`).
-Functions taking ``comm`` accept None for a run without MPI.
+processes (:func:`agree`) or end the whole job (:func:`abort_on_error`);
+:func:`run_collectively` wraps a script's work in both. Functions taking
+``comm`` accept None for a run without MPI.
 """
 
+import multiprocessing
 import os
 import sys
 import traceback
 
+import numpy as np
+
 from pspnet.errors import UserError
+
+#: Communicators of Chainer 7.8.1's ChainerMN that need GPUs (and CuPy).
+GPU_COMMUNICATORS = ('pure_nccl', 'flat', 'non_cuda_aware')
+#: The communicator that works on the CPU.
+CPU_COMMUNICATORS = ('naive',)
+COMMUNICATORS = GPU_COMMUNICATORS + CPU_COMMUNICATORS
 
 # Variables the launchers set: MPICH / Intel MPI (PMI), Open MPI, MVAPICH.
 _WORLD_SIZE_VARIABLES = ('PMI_SIZE', 'OMPI_COMM_WORLD_SIZE',
@@ -37,6 +48,44 @@ def launcher_rank():
     """This process's rank as the MPI launcher tells it, before MPI starts
     (0 when not launched by ``mpiexec``)."""
     return _launcher_variable(_RANK_VARIABLES, 0)
+
+
+def choose_communicator(kind, name=None):
+    """The ChainerMN communicator name for a device kind.
+
+    Args:
+        kind (str): ``'gpu'`` or ``'cpu'``.
+        name (str or None): The asked communicator; None picks
+            ``pure_nccl`` on GPUs and ``naive`` on CPUs.
+
+    Raises:
+        UserError: A GPU communicator on CPUs, or an unknown name.
+    """
+    if name is None:
+        return 'pure_nccl' if kind == 'gpu' else 'naive'
+    if name not in COMMUNICATORS:
+        raise UserError('unknown communicator {!r}; use one of {}'.format(
+            name, ', '.join(COMMUNICATORS)))
+    if kind == 'cpu' and name not in CPU_COMMUNICATORS:
+        raise UserError('the {} communicator needs GPUs; on CPU processes '
+                        'use --communicator naive (or leave it out)'
+                        .format(name))
+    return name
+
+
+def start_loader_processes_safely():
+    """Make loader processes start from a fork server begun before MPI.
+
+    Forking a process that has initialized MPI can hang or crash (the
+    ChainerMN FAQ on MultiprocessIterator); a fork server started before
+    MPI starts clean processes instead. Call this before the communicator
+    is created.
+    """
+    if multiprocessing.get_start_method(allow_none=True) != 'forkserver':
+        multiprocessing.set_start_method('forkserver', force=True)
+    process = multiprocessing.Process()
+    process.start()
+    process.join()
 
 
 def create_communicator(name):
@@ -119,3 +168,79 @@ def abort_on_error(comm, function, *args, **kwargs):
             code = 1
         sys.stderr.flush()
         comm.mpi_comm.Abort(code)
+
+
+def run_collectively(comm, function, *args, **kwargs):
+    """Run a script's work on every process of the job.
+
+    A :class:`CollectiveError` (an error every process met, see
+    :func:`agree`) is raised on rank 0 alone, for the script to print;
+    the other processes exit with status 2 without printing. Any other
+    error ends the whole job (:func:`abort_on_error`).
+    """
+    try:
+        return abort_on_error(comm, function, *args, **kwargs)
+    except CollectiveError:
+        if comm is not None and comm.rank != 0:
+            sys.stderr.flush()
+            sys.exit(2)
+        raise
+
+
+def before_mpi(function, *args, **kwargs):
+    """Run setup that every process of a job does alike before MPI starts
+    (parsing options, checking them): a :class:`UserError` is raised on
+    the launcher's rank 0 only, the other processes exit with status 2
+    without printing, so the user reads the line once."""
+    try:
+        return function(*args, **kwargs)
+    except UserError:
+        if launcher_rank() != 0:
+            sys.exit(2)
+        raise
+
+
+def shard_indices(n, comm, equal_length=False):
+    """This process's share of ``range(n)``, a contiguous block.
+
+    Args:
+        n (int): Items to share out.
+        comm: The communicator, or None.
+        equal_length (bool): False: sizes differ by at most one and no
+            index is in two shares (evaluation). True: every share has the
+            same size, neighbours sharing an item or so when ``n`` does not
+            divide evenly (training, where every process must run the same
+            number of iterations).
+
+    Returns:
+        range: Indices for this process (all of them when ``comm`` is None).
+    """
+    if comm is None:
+        return range(n)
+    import chainermn
+    begin, end = chainermn.scatter_index(n, comm,
+                                         force_equal_length=equal_length)
+    return range(begin, end)
+
+
+def sum_over_processes(array, comm):
+    """Element-wise sum of an int64 numpy array over all processes.
+
+    Returns:
+        numpy.ndarray: The sum (``array`` itself when ``comm`` is None).
+    """
+    if comm is None:
+        return array
+    from mpi4py import MPI
+    array = np.ascontiguousarray(array, dtype=np.int64)
+    total = np.empty_like(array)
+    comm.mpi_comm.Allreduce(array, total, op=MPI.SUM)
+    return total
+
+
+def allgather(comm, value):
+    """Every process's ``value`` (a picklable object), in rank order
+    (``[value]`` without other processes)."""
+    if comm is None or comm.size == 1:
+        return [value]
+    return comm.mpi_comm.allgather(value)

@@ -53,8 +53,9 @@ def label_names_and_colors(n_class, dataset=None):
 
     Args:
         n_class (int): The model's number of classes.
-        dataset (str or None): ``'cityscapes'``, ``'ade20k'``, ``'voc'``,
-            or None to pick the dataset with ``n_class`` classes.
+        dataset (str, pspnet.datasets.registry.DatasetSpec or None): The
+            model's dataset, or None to pick the dataset with ``n_class``
+            classes.
 
     Returns:
         tuple: ``(names, colors)``: a tuple of ``n_class`` strings and an
@@ -62,22 +63,13 @@ def label_names_and_colors(n_class, dataset=None):
         colours when it has ``n_class`` classes, else generated ones
         (``'class 0'``, ... and :func:`generate_label_colors`).
     """
-    from pspnet import datasets
-    tables = {
-        'cityscapes': ('cityscapes_semantic_segmentation_label_names',
-                       'cityscapes_semantic_segmentation_label_colors'),
-        'ade20k': ('ade20k_semantic_segmentation_label_names',
-                   'ade20k_semantic_segmentation_label_colors'),
-        'voc': ('voc_semantic_segmentation_label_names',
-                'voc_semantic_segmentation_label_colors'),
-    }
-    candidates = [dataset] if dataset in tables else list(tables)
-    for name in candidates:
-        names = getattr(datasets, tables[name][0])
-        colors = getattr(datasets, tables[name][1])
-        if len(names) == n_class and len(colors) == n_class:
-            return (tuple(names),
-                    np.asarray(colors, dtype=np.uint8).reshape(n_class, 3))
+    from pspnet.datasets import registry
+    spec = (registry.lookup(dataset) if dataset is not None
+            else registry.dataset_of_n_class(n_class))
+    if spec is not None and spec.n_class == n_class:
+        return (tuple(spec.label_names),
+                np.asarray(spec.label_colors, dtype=np.uint8).reshape(
+                    n_class, 3))
     return generate_label_names(n_class), generate_label_colors(n_class)
 
 

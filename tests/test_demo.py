@@ -172,7 +172,7 @@ def bad_inputs(weights, tmp_path):
         'small input size': (['--pretrained-model', weights, '--input-size',
                               '10', 'ok.png'], 'too small'),
         'text input size': (['--pretrained-model', weights, '--input-size',
-                             'big', 'ok.png'], 'invalid int value'),
+                             'big', 'ok.png'], 'expected an integer'),
         'show without display': (['--pretrained-model', weights, '--show',
                                   'ok.png'], 'needs a display'),
         'empty folder': (['--pretrained-model', weights, 'empty'],

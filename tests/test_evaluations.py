@@ -12,7 +12,7 @@ from pspnet.evaluations import format_table
 from pspnet.evaluations import semantic_segmentation_metrics
 from pspnet.evaluations import SemanticSegmentationConfusion
 from pspnet import mpi
-from pspnet.evaluations import distributed
+from pspnet import mpi
 from pspnet.evaluations import evaluator
 
 # Two images, classes 0 to 3. Class 3 is in neither prediction nor truth
@@ -226,8 +226,8 @@ def test_mpi_launch_detection(monkeypatch, env, expected):
 
 
 def test_single_process_helpers():
-    assert list(distributed.shard_indices(3, None)) == [0, 1, 2]
+    assert list(mpi.shard_indices(3, None)) == [0, 1, 2]
     matrix = np.arange(4).reshape(2, 2)
-    assert distributed.sum_over_processes(matrix, None) is matrix
+    assert mpi.sum_over_processes(matrix, None) is matrix
     assert mpi.agree(None, lambda: 5) == 5
     assert mpi.abort_on_error(None, lambda: 6) == 6

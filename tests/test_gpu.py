@@ -96,7 +96,7 @@ def test_training_step_with_nccl_and_multi_node_bn():
     multi-node BN and the multi-node optimizer update the weights on the
     GPU as the same step does on the CPU."""
     from pspnet import mpi
-    from pspnet.training import distributed
+    from pspnet.training import replicas
     from pspnet.training.optimizer import setup_optimizer
     from pspnet.training.optimizer import synchronize_start
     from pspnet.training.train_chain import TrainChain
@@ -108,7 +108,7 @@ def test_training_step_with_nccl_and_multi_node_bn():
     initial = TrainChain(_model(), dropout_ratio=0.0)  # no random masks
 
     def one_step(comm, gpu):
-        chain = distributed.to_multi_node_batch_normalization(
+        chain = replicas.to_multi_node_batch_normalization(
             copy.deepcopy(initial), comm)
         if gpu:
             chain.to_gpu(0)

@@ -19,7 +19,8 @@ from pspnet import atomic
 from pspnet import mpi
 from pspnet.errors import UserError
 from pspnet.links import PSPNetResNet50
-from pspnet.training import distributed
+from pspnet import device
+from pspnet.training import replicas
 from pspnet.training import extensions
 from pspnet.training import initial_weights
 from pspnet.training import optimizer as optimizer_module
@@ -155,7 +156,7 @@ def test_bn_conversion_keeps_values_and_npz_keys(model, comm, tmp_path):
     before = chainer.serializers.DictionarySerializer()
     before.save(chain)
 
-    converted = distributed.to_multi_node_batch_normalization(chain, comm)
+    converted = replicas.to_multi_node_batch_normalization(chain, comm)
     bns = _batch_normalizations(converted)
     assert len(bns) == len(_batch_normalizations(chain)) == 61
     assert all(isinstance(bn, MultiNodeBatchNormalization) for _, bn in bns)
@@ -177,7 +178,7 @@ def test_bn_conversion_keeps_values_and_npz_keys(model, comm, tmp_path):
 
 def test_multi_node_bn_normalizes_like_bn_in_one_process(model, comm):
     chain = TrainChain(model)
-    converted = distributed.to_multi_node_batch_normalization(
+    converted = replicas.to_multi_node_batch_normalization(
         copy.deepcopy(chain), comm)
     x, _ = _batch()
     with chainer.no_backprop_mode():
@@ -190,7 +191,7 @@ def test_multi_node_bn_normalizes_like_bn_in_one_process(model, comm):
 
 def test_weight_decay_skips_bn_and_new_layers_learn_ten_times_faster(
         model, comm):
-    chain = distributed.to_multi_node_batch_normalization(TrainChain(model),
+    chain = replicas.to_multi_node_batch_normalization(TrainChain(model),
                                                           comm)
     lr = 0.1
     optimizer = optimizer_module.setup_optimizer(chain, comm, lr=lr,
@@ -222,7 +223,7 @@ def test_weight_decay_skips_bn_and_new_layers_learn_ten_times_faster(
 
 
 def test_gradient_scaling_scales_gradients(model, comm):
-    chain = distributed.to_multi_node_batch_normalization(TrainChain(model),
+    chain = replicas.to_multi_node_batch_normalization(TrainChain(model),
                                                           comm)
     optimizer = optimizer_module.setup_optimizer(chain, comm, lr=0.1,
                                                  weight_decay=0)
@@ -427,33 +428,48 @@ def test_presets_and_overrides():
     assert run.validation_points(dict(config, val_interval=0)) == [8]
 
 
-@pytest.mark.parametrize('changes,message', [
-    ({'crop_size': 32}, 'too small'),
-    ({'batchsize': 0}, '--batchsize'),
-    ({'lr': 0.0}, '--lr'),
-    ({'val_interval': -1}, '--val-interval'),
-    ({'dataset': 'voc'}, 'no training recipe'),
+@pytest.mark.parametrize('flags,message', [
+    (['--crop-size', '32'], 'too small'),
+    (['--crop-size', 'x'], '--crop-size'),
+    (['--batchsize', '0'], '--batchsize'),
+    (['--lr', '0.0'], '--lr'),
+    (['--lr', 'nan'], '--lr'),
+    (['--val-interval', '-1'], '--val-interval'),
+    (['--loaderjob', '-1'], '--loaderjob'),
+    (['--dataset', 'voc'], 'no training recipe'),
+    (['--dataset', 'mnist'], 'unknown dataset'),
 ])
-def test_bad_options_are_user_errors(changes, message):
-    with pytest.raises(UserError, match=message):
-        run.resolve_config(_options(**changes))
+def test_bad_options_are_one_line_errors(flags, message, capsys):
+    import train_multi
+    argv = ['--dataset', 'cityscapes', '--model', 'pspnet_resnet50'] + flags
+    with pytest.raises(SystemExit) as info:
+        train_multi.parse_args(argv)
+    assert info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: ')
+    assert message in lines[0]
+
+
+def test_resolve_config_refuses_datasets_without_recipe():
+    with pytest.raises(UserError, match='no training recipe'):
+        run.resolve_config(_options(dataset='voc'))
 
 
 def test_communicator_choice():
-    assert distributed.choose_communicator('cpu') == 'naive'
-    assert distributed.choose_communicator('gpu') == 'pure_nccl'
-    assert distributed.choose_communicator('gpu', 'naive') == 'naive'
+    assert mpi.choose_communicator('cpu') == 'naive'
+    assert mpi.choose_communicator('gpu') == 'pure_nccl'
+    assert mpi.choose_communicator('gpu', 'naive') == 'naive'
     with pytest.raises(UserError, match='needs GPUs'):
-        distributed.choose_communicator('cpu', 'pure_nccl')
-    assert distributed.choose_device_kind('cpu') == 'cpu'
+        mpi.choose_communicator('cpu', 'pure_nccl')
+    assert device.choose_device_kind('cpu') == 'cpu'
     if not chainer.backends.cuda.available:
-        assert distributed.choose_device_kind('auto') == 'cpu'
+        assert device.choose_device_kind('auto') == 'cpu'
         with pytest.raises(UserError, match='--device cpu'):
-            distributed.choose_device_kind('gpu')
+            device.choose_device_kind('gpu')
 
 
 def test_replica_check_in_one_process(model, comm):
-    result = distributed.compare_replicas(comm, model)
+    result = replicas.compare_replicas(comm, model)
     assert result == {'n_processes': 1, 'params_identical': True,
                       'persistents_identical': True, 'differing': []}
 
@@ -533,7 +549,7 @@ def test_validator_matches_the_plain_models_evaluation(model, comm):
     plain.fast_inference = False
     expected = evaluations.evaluate_model(plain, dataset, range(2), N_CLASS)
 
-    chain = distributed.to_multi_node_batch_normalization(TrainChain(model),
+    chain = replicas.to_multi_node_batch_normalization(TrainChain(model),
                                                           comm)
     validator = extensions.SegmentationValidator(chain.model, dataset,
                                                  N_CLASS, comm)

@@ -18,10 +18,10 @@ import chainer
 from pspnet.atomic import save_npz_atomic
 from pspnet.caffe import layout
 from pspnet.caffe import reader
+from pspnet.datasets import registry
 from pspnet.errors import UserError
 from pspnet.links import PSPNetResNet101
 from pspnet.links import PSPNetResNet50
-from pspnet import models
 
 LINKS = {50: PSPNetResNet50, 101: PSPNetResNet101}
 
@@ -67,8 +67,10 @@ class ConversionReport(object):
 
     @property
     def dataset(self):
-        """The dataset whose class count the weights have, or None."""
-        return models.dataset_of_n_class(self.spec.n_class)
+        """The name of the dataset whose class count the weights have, or
+        None."""
+        spec = registry.dataset_of_n_class(self.spec.n_class)
+        return spec.name if spec is not None else None
 
     def lines(self):
         """The report as lines of text."""
@@ -237,8 +239,8 @@ def convert_caffemodel(source, target, compress=False,
         compress (bool): Deflate the npz (a few percent smaller, much
             slower).
         default_input_sizes (dict): Class count to (height, width), for a
-            file without pyramid pooling layers; by default the presets of
-            :data:`pspnet.models.DATASET_PRESETS`.
+            file without pyramid pooling layers; by default the input size
+            of the registry's dataset with that class count.
 
     Returns:
         ConversionReport
@@ -255,8 +257,9 @@ def convert_caffemodel(source, target, compress=False,
         raise UserError('{} is a folder; give the path of the .npz file to '
                         'write'.format(target))
     if default_input_sizes is None:
-        default_input_sizes = {p['n_class']: p['input_size']
-                               for p in models.DATASET_PRESETS.values()}
+        default_input_sizes = {
+            spec.n_class: (spec.input_size,) * 2
+            for spec in registry.DATASETS.values()}
     records = reader.index_layers(source)
     spec = layout.infer_model(records, source, default_input_sizes)
     model = LINKS[spec.n_layer](spec.n_class, input_size=spec.input_size,

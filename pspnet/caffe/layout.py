@@ -27,6 +27,7 @@ Type strings: PSPNet's prototxts say ``Convolution``, ``HoleConvolution``
 import collections
 import re
 
+from pspnet.datasets import registry
 from pspnet.errors import UserError
 from pspnet.links.pspnet import PYRAMID_BINS
 from pspnet.links.resnet import Bottleneck
@@ -201,7 +202,8 @@ def infer_model(records, path, default_input_sizes=None):
         input_from = 'the {}x{} output of the pyramid\'s Interp layers' \
             .format(*interps[0])
     else:
-        input_size = (default_input_sizes or {}).get(n_class, (713, 713))
+        input_size = (default_input_sizes or {}).get(
+            n_class, (registry.DEFAULT_INPUT_SIZE,) * 2)
         input_from = 'the usual size for {} classes (the file holds no ' \
             'pyramid pooling layer to read it from)'.format(n_class)
     return ModelSpec(n_layer, n_class, tuple(input_size), input_from)

@@ -1,4 +1,18 @@
-"""The datasets by the names the scripts use (``--dataset``)."""
+"""What a dataset is, and the datasets by the names the scripts use.
+
+A :class:`DatasetSpec` holds every fact the scripts, the link, training,
+the converter and the pictures need about a dataset: its classes (names
+and colours), how to read its splits, the input size PSPNet uses for it
+(inference input and training crop), the published training recipe's
+iterations and the published weights per depth. :data:`DATASETS` holds
+Cityscapes, ADE20K and VOC; :func:`lookup` finds one by name. This module
+is the only place these facts are written.
+
+Weights are ChainerCV 0.13.1's published files, downloaded once into
+Chainer's dataset cache (:mod:`pspnet.pretrained`).
+"""
+
+import collections
 
 from pspnet.datasets.ade20k import ADE20KSemanticSegmentationDataset
 from pspnet.datasets.ade20k_labels import ade20k_semantic_segmentation_label_colors  # NOQA
@@ -11,49 +25,137 @@ from pspnet.datasets.voc_labels import voc_semantic_segmentation_label_colors  #
 from pspnet.datasets.voc_labels import voc_semantic_segmentation_label_names  # NOQA
 from pspnet.errors import UserError
 
-#: name -> (dataset class, label names, label colours).
-DATASETS = {
-    'cityscapes': (CityscapesSemanticSegmentationDataset,
-                   cityscapes_semantic_segmentation_label_names,
-                   cityscapes_semantic_segmentation_label_colors),
-    'ade20k': (ADE20KSemanticSegmentationDataset,
-               ade20k_semantic_segmentation_label_names,
-               ade20k_semantic_segmentation_label_colors),
-    'voc': (VOCSemanticSegmentationDataset,
-            voc_semantic_segmentation_label_names,
-            voc_semantic_segmentation_label_colors),
+_URL_ROOT = 'https://chainercv-models.preferred.jp/'
+
+#: Input size of a model whose dataset is unknown (random weights, an
+#: ImageNet extractor, weights of an unknown class count).
+DEFAULT_INPUT_SIZE = 713
+
+#: ChainerCV's ImageNet-trained extractors (no classifier), per depth.
+EXTRACTOR_WEIGHTS = {
+    50: _URL_ROOT + 'pspnet_resnet50_imagenet_trained_2018_11_26.npz',
+    101: _URL_ROOT + 'pspnet_resnet101_imagenet_trained_2018_11_26.npz',
 }
 
+#: Name of the extractor weights where a preset name is expected.
+EXTRACTOR_PRESET = 'imagenet'
 
-def _entry(name):
+
+class DatasetSpec(collections.namedtuple('DatasetSpec', (
+        'name', 'label_names', 'label_colors', 'reader', 'input_size', 'iterations', 'weights'))):
+    """The facts of one dataset.
+
+    Attributes:
+        name (str): The name of ``--dataset``.
+        label_names (tuple of str): Class names in class-id order; the class
+            count is their number.
+        label_colors (tuple): (R, G, B) colour of each class, ints in
+            [0, 255].
+        reader (callable): ``reader(split, data_dir)`` returns the split as
+            a :class:`pspnet.datasets.SegmentationDataset` (items
+            ``(img, label)``, label -1 where ignored); training reads
+            ``'train'``, evaluation ``'val'``.
+        input_size (int): Network input size (square) PSPNet uses for the
+            dataset, at inference and as training crop.
+        iterations (int or None): Iterations of the published training
+            recipe (batch 16); None where the project has no recipe.
+        weights (dict): Depth (50, 101) to the URL of published PSPNet
+            weights for the dataset; depths without are missing.
+    """
+
+    __slots__ = ()
+
+    @property
+    def n_class(self):
+        return len(self.label_names)
+
+    def get(self, split, data_dir='auto'):
+        """The ``split`` of the dataset read from ``data_dir`` (the reader
+        names the splits it has when it has no ``split``)."""
+        return self.reader(split, data_dir)
+
+
+DATASETS = collections.OrderedDict((spec.name, spec) for spec in (
+    DatasetSpec(
+        name='cityscapes',
+        label_names=cityscapes_semantic_segmentation_label_names,
+        label_colors=cityscapes_semantic_segmentation_label_colors,
+        reader=lambda split, data_dir: CityscapesSemanticSegmentationDataset(
+            data_dir=data_dir, label_resolution='fine', split=split),
+        input_size=713,
+        iterations=90000,
+        weights={
+            50: _URL_ROOT
+            + 'pspnet_resnet50_cityscapes_trained_2018_12_19.npz',
+            101: _URL_ROOT
+            + 'pspnet_resnet101_cityscapes_trained_2018_12_19.npz'}),
+    DatasetSpec(
+        name='ade20k',
+        label_names=ade20k_semantic_segmentation_label_names,
+        label_colors=ade20k_semantic_segmentation_label_colors,
+        reader=lambda split, data_dir: ADE20KSemanticSegmentationDataset(
+            data_dir=data_dir, split=split),
+        input_size=473,
+        iterations=150000,
+        weights={
+            50: _URL_ROOT + 'pspnet_resnet50_ade20k_trained_2018_12_23.npz',
+            101: _URL_ROOT
+            + 'pspnet_resnet101_ade20k_trained_2018_12_23.npz'}),
+    DatasetSpec(
+        name='voc',
+        label_names=voc_semantic_segmentation_label_names,
+        label_colors=voc_semantic_segmentation_label_colors,
+        reader=lambda split, data_dir: VOCSemanticSegmentationDataset(
+            data_dir=data_dir, split=split),
+        input_size=473,
+        iterations=None,
+        weights={}),
+))
+
+
+def lookup(name):
+    """The dataset called ``name`` (a :class:`DatasetSpec` passes through).
+
+    Raises:
+        UserError: No dataset of that name.
+    """
+    if isinstance(name, DatasetSpec):
+        return name
     if name not in DATASETS:
         raise UserError('unknown dataset {!r}; choose one of {}'.format(
-            name, ', '.join(sorted(DATASETS))))
+            name, ', '.join(DATASETS)))
     return DATASETS[name]
+
+
+def dataset_of_n_class(n_class):
+    """The dataset with ``n_class`` classes, or None."""
+    for spec in DATASETS.values():
+        if spec.n_class == n_class:
+            return spec
+    return None
+
+
+def weight_presets(n_layer):
+    """The preset names of ``pretrained_model`` for a depth: the datasets
+    with published weights, then ``'imagenet'``."""
+    return [name for name, spec in DATASETS.items()
+            if n_layer in spec.weights] + [EXTRACTOR_PRESET]
 
 
 def get_dataset(name, split, data_dir='auto'):
     """The ``split`` of dataset ``name`` (fine labels for Cityscapes).
 
-    Args:
-        name (str): ``'cityscapes'``, ``'ade20k'`` or ``'voc'``.
-        split (str): ``'train'``, ``'val'``, ... (see each dataset).
-        data_dir (str): Dataset folder, or ``'auto'``.
-
     Returns:
         pspnet.datasets.SegmentationDataset: Items ``(img, label)``.
     """
-    cls = _entry(name)[0]
-    if name == 'cityscapes':
-        return cls(data_dir=data_dir, label_resolution='fine', split=split)
-    return cls(data_dir=data_dir, split=split)
+    return lookup(name).get(split, data_dir)
 
 
 def get_label_names(name):
     """Class names of dataset ``name``, a tuple of str in class-id order."""
-    return _entry(name)[1]
+    return lookup(name).label_names
 
 
 def get_label_colors(name):
     """(R, G, B) class colours of dataset ``name``, in class-id order."""
-    return _entry(name)[2]
+    return lookup(name).label_colors

@@ -86,9 +86,13 @@ class PSPNet(chainer.Chain):
             ``'ade20k'`` (150 classes, input 473), ``'imagenet'`` (the
             extractor only; give ``n_class``), the path of an npz file, or
             None for random weights. Presets are downloaded once into
-            Chainer's dataset cache.
+            Chainer's dataset cache. :func:`pspnet.pretrained.resolve_weights`
+            decides what is built and loaded; its
+            :class:`~pspnet.pretrained.WeightPlan` may be passed instead.
         input_size (int or tuple of ints): (height, width) of the network
-            input; the preset's, else 713.
+            input; by default the size of the dataset the weights were
+            trained on (713 Cityscapes, 473 ADE20K and VOC, by preset or
+            class count), else 713.
         initialW (callable): Initializer of the convolution weights.
 
     Attributes:
@@ -104,31 +108,17 @@ class PSPNet(chainer.Chain):
     def __init__(self, n_class=None, pretrained_model=None, input_size=None,
                  initialW=None):
         super(PSPNet, self).__init__()
-        extractor_weights = None
-        if pretrained_model == 'imagenet':
-            extractor_weights = _pretrained.resolve('imagenet',
-                                                    self._n_layer)[1]
-            param, path = {}, None
+        if isinstance(pretrained_model, _pretrained.WeightPlan):
+            plan = pretrained_model
+            if plan.n_layer != self._n_layer or n_class not in (
+                    None, plan.n_class) or input_size is not None:
+                raise ValueError('a WeightPlan fixes depth, n_class and '
+                                 'input_size; pass neither of the latter')
         else:
-            param, path = _pretrained.resolve(pretrained_model,
-                                              self._n_layer)
-        if 'n_class' in param:
-            if n_class is not None and n_class != param['n_class']:
-                raise UserError(
-                    'the {!r} weights have {} classes, not {}; drop n_class '
-                    'or use other weights'.format(
-                        pretrained_model, param['n_class'], n_class))
-            n_class = param['n_class']
-        elif path is not None and n_class is None:
-            n_class = _pretrained.n_class_of(path)
-        if n_class is None:
-            raise UserError('n_class must be given when the weights do not '
-                            'fix it (pretrained_model={!r})'.format(
-                                pretrained_model))
-        if input_size is None:
-            input_size = param.get('input_size', (713, 713))
-        self.input_size = _as_size(input_size)
-        if initialW is None and path:
+            plan = _pretrained.resolve_weights(
+                self._n_layer, pretrained_model, n_class, input_size)
+        self.input_size = _as_size(plan.input_size)
+        if initialW is None and plan.loads_every_array:
             # Every array is overwritten by the file: skip random init.
             # ImageNet weights cover the extractor only; the new layers
             # keep their random initialization.
@@ -144,16 +134,10 @@ class PSPNet(chainer.Chain):
                                             initialW=initialW)
             self.head_conv1 = Conv2DBNActiv(4096, 512, 3, 1, 1,
                                             initialW=initialW)
-            self.head_conv2 = L.Convolution2D(512, n_class, 1, 1, 0,
+            self.head_conv2 = L.Convolution2D(512, plan.n_class, 1, 1, 0,
                                               nobias=False,
                                               initialW=initialW)
-        if extractor_weights:
-            _pretrained.load_npz(self.extractor, extractor_weights,
-                                 'a ResNet{} extractor'.format(self._n_layer))
-        if path:
-            _pretrained.load_npz(
-                self, path, 'PSPNetResNet{} with {} classes'.format(
-                    self._n_layer, n_class))
+        plan.load_into(self)
         # Chainer fills a NaN gradient for every parameter it initializes
         # (as much memory as the weights); training makes its own.
         self.cleargrads()

@@ -12,9 +12,8 @@ from chainer.training import extensions
 from pspnet import evaluations
 from pspnet import mpi
 from pspnet.atomic import save_json_atomic
-from pspnet.evaluations import distributed as distributed_evaluation
 from pspnet.evaluations import evaluator
-from pspnet.training import distributed
+from pspnet.training import replicas
 from pspnet.training import snapshots
 
 #: Keys of the validation figures in the log and the printed table.
@@ -93,7 +92,7 @@ class SegmentationValidator(extension.Extension):
         self._dataset = dataset
         self._n_class = n_class
         self._comm = comm
-        self._indices = distributed_evaluation.shard_indices(
+        self._indices = mpi.shard_indices(
             len(dataset), comm)
         self.confusion = None
 
@@ -103,7 +102,7 @@ class SegmentationValidator(extension.Extension):
         summed confusion matrix is kept in ``self.confusion``."""
         confusion = evaluations.evaluate_model(
             self._model, self._dataset, self._indices, self._n_class)
-        self.confusion = distributed_evaluation.sum_over_processes(
+        self.confusion = mpi.sum_over_processes(
             confusion, self._comm)
         return evaluations.semantic_segmentation_metrics(self.confusion)
 
@@ -131,7 +130,7 @@ class ReplicaCheck(extension.Extension):
     and every BN statistic is shared; this extension compares the SHA-1 of
     every parameter and persistent array over the processes. Rank 0 writes
     the result to ``OUT/replica_check.json`` (see
-    :func:`pspnet.training.distributed.compare_replicas`) and prints a
+    :func:`pspnet.training.replicas.compare_replicas`) and prints a
     warning when the replicas differ.
     """
 
@@ -143,7 +142,7 @@ class ReplicaCheck(extension.Extension):
         self._out = out
 
     def __call__(self, trainer):
-        result = distributed.compare_replicas(self._comm, self._link)
+        result = replicas.compare_replicas(self._comm, self._link)
         if result is None:
             return
         result['iteration'] = trainer.updater.iteration

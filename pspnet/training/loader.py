@@ -1,14 +1,24 @@
 """Training data of one process: its share of the dataset, augmented, in
 shuffled batches, loaded by worker processes that work under MPI."""
 
+import os
+
 import chainer
 import numpy as np
 
-from pspnet.training import distributed
+from pspnet import mpi
 from pspnet.training.augmentation import TrainTransform
 
 #: Most loader processes chosen automatically per training process.
 MAX_AUTO_LOADERS = 4
+
+
+def cpu_count():
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def auto_loader_count(comm):
@@ -16,7 +26,7 @@ def auto_loader_count(comm):
     given: the cores of this machine shared out over its training
     processes, one left for each training process itself, at most
     :data:`MAX_AUTO_LOADERS`. 0 means loading in the training process."""
-    cores_each = distributed.cpu_count() // max(comm.intra_size, 1)
+    cores_each = cpu_count() // max(comm.intra_size, 1)
     return max(0, min(MAX_AUTO_LOADERS, cores_each - 1))
 
 
@@ -28,10 +38,10 @@ def process_share(dataset, comm, seed=0):
     when the count does not divide evenly); the split is the same each time
     the run starts (so a resumed run reads the same shares).
     """
-    import chainermn
     order = np.random.RandomState(seed).permutation(len(dataset))
-    begin, end = chainermn.scatter_index(len(dataset), comm)
-    return chainer.datasets.SubDataset(dataset, begin, end, order=order)
+    share = mpi.shard_indices(len(dataset), comm, equal_length=True)
+    return chainer.datasets.SubDataset(dataset, share.start, share.stop,
+                                       order=order)
 
 
 def training_iterator(dataset, mean, crop_size, batchsize, n_loaders):
@@ -44,7 +54,7 @@ def training_iterator(dataset, mean, crop_size, batchsize, n_loaders):
         batchsize (int): Items per batch.
         n_loaders (int): Worker processes; 0 loads in this process. Workers
             come from the fork server that
-            :func:`pspnet.training.distributed.start_loader_processes_safely`
+            :func:`pspnet.mpi.start_loader_processes_safely`
             started before MPI.
 
     Returns:

@@ -15,26 +15,20 @@ from chainer import training
 from chainer.training import extensions as chainer_extensions
 from chainer.training import triggers
 
-from pspnet import datasets
 from pspnet.atomic import save_json_atomic
 from pspnet.atomic import save_npz_atomic
+from pspnet.datasets import registry
+from pspnet import device
 from pspnet import models
 from pspnet import mpi
 from pspnet.errors import UserError
-from pspnet.links.pspnet import MIN_INPUT_SIZE
-from pspnet.training import distributed
 from pspnet.training import extensions
 from pspnet.training import initial_weights
 from pspnet.training import loader
 from pspnet.training import optimizer as optimizer_module
+from pspnet.training import replicas
 from pspnet.training import snapshots
 from pspnet.training.train_chain import TrainChain
-
-#: What the published recipe runs per dataset: crop size and iterations.
-TRAINING_PRESETS = {
-    'cityscapes': {'crop_size': 713, 'iteration': 90000},
-    'ade20k': {'crop_size': 473, 'iteration': 150000},
-}
 
 #: Settings a resumed run must share with the run it continues (the
 #: learning rate may change, e.g. lowered after a divergence).
@@ -50,49 +44,29 @@ def resolve_config(options):
     """The full configuration of a run from the command-line options.
 
     Args:
-        options (dict): The options of ``train_multi.py`` (argparse names).
+        options (dict): The options of ``train_multi.py`` (argparse names),
+            already checked by their :mod:`pspnet.flags` types.
 
     Returns:
-        dict: ``options`` completed by the dataset preset (``crop_size``,
-        ``iteration``), ``n_class``; no MPI is involved.
+        dict: ``options`` completed by the dataset's recipe (``crop_size``,
+        ``iteration``) and ``n_class``; no MPI is involved.
 
     Raises:
-        UserError: Unknown dataset or model, values out of range.
+        UserError: Unknown dataset or model, a dataset without a recipe.
     """
     config = dict(options)
-    dataset = config['dataset']
-    if dataset not in TRAINING_PRESETS:
+    spec = registry.lookup(config['dataset'])
+    models.model_class(config['model'])
+    if spec.iterations is None:
         raise UserError('no training recipe for dataset {!r}; use one of {}'
-                        .format(dataset, ', '.join(sorted(TRAINING_PRESETS))))
-    if config['model'] not in models.MODELS:
-        raise UserError('unknown model {!r}; use one of {}'.format(
-            config['model'], ', '.join(sorted(models.MODELS))))
-    preset = TRAINING_PRESETS[dataset]
-    for key in ('crop_size', 'iteration'):
-        if config.get(key) is None:
-            config[key] = preset[key]
-    config['n_class'] = models.DATASET_PRESETS[dataset]['n_class']
-    if config['crop_size'] < MIN_INPUT_SIZE:
-        raise UserError('--crop-size {} is too small; use at least {} (the '
-                        'recipe uses {})'.format(config['crop_size'],
-                                                 MIN_INPUT_SIZE,
-                                                 preset['crop_size']))
-    positive = ('batchsize', 'iteration', 'snapshot_interval', 'log_interval')
-    for key in positive:
-        if config[key] < 1:
-            raise UserError('--{} must be at least 1, not {}'.format(
-                key.replace('_', '-'), config[key]))
-    if config['val_interval'] < 0:
-        raise UserError('--val-interval must be 0 (at the end only) or '
-                        'positive, not {}'.format(config['val_interval']))
-    if not config['lr'] > 0:
-        raise UserError('--lr must be positive, not {}'.format(config['lr']))
-    if config['keep_snapshots'] < 1:
-        raise UserError('--keep-snapshots must be at least 1, not {}'.format(
-            config['keep_snapshots']))
-    if config.get('loaderjob') is not None and config['loaderjob'] < 0:
-        raise UserError('--loaderjob must be 0 or more, not {}'.format(
-            config['loaderjob']))
+                        .format(spec.name, ', '.join(
+                            s.name for s in registry.DATASETS.values()
+                            if s.iterations is not None)))
+    if config.get('crop_size') is None:
+        config['crop_size'] = spec.input_size
+    if config.get('iteration') is None:
+        config['iteration'] = spec.iterations
+    config['n_class'] = spec.n_class
     return config
 
 
@@ -137,7 +111,7 @@ class _Setup(object):
 def _prepare(config, kind, comm):
     """Process-local setup, which may fail (checked by every process)."""
     s = _Setup()
-    s.device = distributed.process_device(kind, comm)
+    s.device = device.process_device(kind, comm)
     out = config['out']
     os.makedirs(out, exist_ok=True)
     s.resume_path = snapshots.resolve_resume(config['resume'], out)
@@ -155,11 +129,11 @@ def _prepare(config, kind, comm):
             _check_resume_config(config, saved)
         s.resume_iteration = info['iteration']
 
-    s.train = datasets.get_dataset(config['dataset'], 'train',
-                                   config['data_dir'])
-    s.val = datasets.get_dataset(config['dataset'], 'val', config['data_dir'])
+    spec = registry.lookup(config['dataset'])
+    s.train = spec.get('train', config['data_dir'])
+    s.val = spec.get('val', config['data_dir'])
 
-    model = models.MODELS[config['model']](
+    model = models.model_class(config['model'])(
         n_class=config['n_class'], input_size=config['crop_size'])
     if s.resume_path is None:
         with warnings.catch_warnings(record=True) as caught:
@@ -180,13 +154,12 @@ def _build_trainer(config, s, comm):
     n_iter = config['iteration']
     is_root = comm.rank == 0
 
-    train_chain = distributed.to_multi_node_batch_normalization(
+    train_chain = replicas.to_multi_node_batch_normalization(
         TrainChain(s.model), comm)
     model = train_chain.model
     train_chain.to_device(s.device)
 
-    lengths = comm.mpi_comm.allgather(len(s.train)) if comm.size > 1 else [
-        len(s.train)]
+    lengths = mpi.allgather(comm, len(s.train))
     if len(set(lengths)) > 1:
         raise mpi.CollectiveError(
             'the processes see training sets of different sizes {}; give '
@@ -291,22 +264,19 @@ def train(options):
     Raises:
         UserError: On rank 0, anything the user can fix; the other
         processes exit with status 2 quietly (see
-        :func:`pspnet.training.mpi.agree`).
+        :func:`pspnet.mpi.run_collectively`).
     """
-    try:
+    def start():
         config = resolve_config(options)
-        kind = distributed.choose_device_kind(config['device'])
-        config['communicator'] = distributed.choose_communicator(
+        kind = device.choose_device_kind(config['device'])
+        config['communicator'] = mpi.choose_communicator(
             kind, config['communicator'])
         if config['loaderjob'] != 0:
-            distributed.start_loader_processes_safely()
-        comm = mpi.create_communicator(config['communicator'])
-    except UserError:
-        # Every process fails alike here; one message is enough.
-        if mpi.launcher_rank() != 0:
-            sys.exit(2)
-        raise
+            mpi.start_loader_processes_safely()
+        return config, kind, mpi.create_communicator(config['communicator'])
 
+    # Every process fails alike here; one message is enough.
+    config, kind, comm = mpi.before_mpi(start)
     is_root = comm.rank == 0
 
     def prepare_build_and_run():
@@ -330,7 +300,7 @@ def train(options):
         if validator.confusion is not None:
             validator.write_report(
                 os.path.join(config['out'], VALIDATION_FILE),
-                datasets.get_label_names(config['dataset']))
+                registry.lookup(config['dataset']).label_names)
         path = os.path.join(config['out'], FINAL_MODEL_FILE)
         # Uncompressed: trained weights shrink by a few percent only.
         save_npz_atomic(path, trainer.updater.get_optimizer(
@@ -338,9 +308,4 @@ def train(options):
         print('saved the trained model to {}'.format(path), flush=True)
         return path
 
-    try:
-        return mpi.abort_on_error(comm, prepare_build_and_run)
-    except mpi.CollectiveError:
-        if not is_root:  # rank 0 tells the user
-            sys.exit(2)
-        raise
+    return mpi.run_collectively(comm, prepare_build_and_run)
