@@ -6,14 +6,75 @@ Data goes to a temporary file next to the target (named with
 the target; the folder is synced after the rename.
 """
 
+import errno
 import json
 import os
+import re
+import socket
 import tempfile
+import zipfile
 
 import chainer
+import numpy as np
 
 #: Start of the names of temporary files (what a killed writer leaves).
 TEMP_PREFIX = '.tmp-'
+
+
+def _temp_prefix(path):
+    """``.tmp-<name>.<host>.<pid>-``: whose temporary file it is."""
+    host = re.sub(r'[^A-Za-z0-9_-]', '_', socket.gethostname())
+    return '{}{}.{}.{}-'.format(TEMP_PREFIX, os.path.basename(path), host,
+                                os.getpid())
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: it exists, another user's
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder, name=None):
+    """Delete the temporary files that killed writers left in ``folder``.
+
+    Only files of processes of this machine that no longer run are
+    removed (a writer still at work, or one on another machine sharing the
+    folder, keeps its file).
+
+    Args:
+        folder (str): The folder.
+        name (str or None): Only the temporaries of this file name; None
+            for every file's.
+
+    Returns:
+        list of str: The paths removed.
+    """
+    host = re.sub(r'[^A-Za-z0-9_-]', '_', socket.gethostname())
+    pattern = re.compile(r'^{}(?P<name>.+)\.(?P<host>[A-Za-z0-9_-]+)\.'
+                         r'(?P<pid>\d+)-'.format(re.escape(TEMP_PREFIX)))
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for entry in names:
+        match = pattern.match(entry)
+        if not match or match.group('host') != host or (
+                name is not None and match.group('name') != name):
+            continue
+        if _process_alive(int(match.group('pid'))):
+            continue
+        path = os.path.join(folder, entry)
+        try:
+            os.remove(path)
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
 
 
 def _fsync_dir(path):
@@ -31,10 +92,18 @@ def _fsync_dir(path):
 
 def write_atomic(path, write):
     """Write a file through ``write(binary_file_object)`` atomically and
-    durably, with the usual permissions (umask applied)."""
+    durably, with the usual permissions (umask applied).
+
+    Temporary files that earlier, killed writers of the same file on this
+    machine left behind are removed first.
+
+    Raises:
+        OSError: The file cannot be written (no folder, no permission, disk
+        full); nothing is left behind then.
+    """
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(
-        prefix=TEMP_PREFIX + os.path.basename(path) + '.', dir=folder)
+    remove_stale_temporaries(folder, os.path.basename(path))
+    fd, tmp_path = tempfile.mkstemp(prefix=_temp_prefix(path), dir=folder)
     try:
         # mkstemp makes the file private; give it the usual permissions.
         umask = os.umask(0)
@@ -52,13 +121,37 @@ def write_atomic(path, write):
     _fsync_dir(folder)
 
 
+def write_npz(file, obj, compression=True):
+    """Write what ``chainer.serializers.save_npz`` writes (the same arrays
+    and names, readable by ``load_npz``) to a binary file object.
+
+    Unlike ``numpy.savez``, the archive is closed also when writing fails
+    (a full disk), so no half-open archive is left to fail again later.
+    """
+    serializer = chainer.serializers.DictionarySerializer()
+    serializer.save(obj)
+    mode = zipfile.ZIP_DEFLATED if compression else zipfile.ZIP_STORED
+    with zipfile.ZipFile(file, mode='w', compression=mode,
+                         allowZip64=True) as archive:
+        for key, value in serializer.target.items():
+            with archive.open(key + '.npy', 'w', force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value),
+                                          allow_pickle=True)
+
+
 def save_npz_atomic(path, obj, compression=True):
     """``chainer.serializers.save_npz`` through :func:`write_atomic`."""
-    write_atomic(path, lambda f: chainer.serializers.save_npz(
-        f, obj, compression))
+    write_atomic(path, lambda f: write_npz(f, obj, compression))
 
 
 def save_json_atomic(path, obj):
     """Write ``obj`` as indented JSON through :func:`write_atomic`."""
     text = json.dumps(obj, indent=2, sort_keys=True) + '\n'
     write_atomic(path, lambda f: f.write(text.encode('utf-8')))
+
+
+def is_disk_full(error):
+    """Whether an OSError says the disk, the quota or the file size limit
+    is full."""
+    return getattr(error, 'errno', None) in (errno.ENOSPC, errno.EDQUOT,
+                                             errno.EFBIG)

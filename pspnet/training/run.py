@@ -15,6 +15,7 @@ from chainer import training
 from chainer.training import extensions as chainer_extensions
 from chainer.training import triggers
 
+from pspnet import atomic
 from pspnet.atomic import save_json_atomic
 from pspnet.atomic import save_npz_atomic
 from pspnet.datasets import registry
@@ -286,7 +287,7 @@ def train(options):
                 print('warning: ' + message, file=sys.stderr, flush=True)
         trainer, validator, n_loaders = _build_trainer(config, s, comm)
         if is_root:
-            snapshots.remove_stale_temporaries(config['out'])
+            atomic.remove_stale_temporaries(config['out'])
             _save_config(config, comm, kind, n_loaders, s)
             print(_describe(config, s, comm, kind, n_loaders), flush=True)
         if s.resume_path is not None:

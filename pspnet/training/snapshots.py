@@ -6,7 +6,6 @@ position of every process, atomically (:mod:`pspnet.atomic`), so a crash
 leaves either the old or the new complete file.
 """
 
-import glob
 import os
 import re
 import zipfile
@@ -18,20 +17,10 @@ from chainer.training import extension
 from chainer.training.extensions import snapshot_writers
 
 from pspnet.atomic import save_npz_atomic
-from pspnet.atomic import TEMP_PREFIX
 from pspnet.errors import UserError
 
 SNAPSHOT_PATTERN = 'snapshot_iter_{.updater.iteration}.npz'
 _SNAPSHOT_NAME = re.compile(r'^snapshot_iter_(\d+)\.npz$')
-
-
-def remove_stale_temporaries(folder):
-    """Delete the temporary files a killed writer left in ``folder``."""
-    for path in glob.glob(os.path.join(folder, TEMP_PREFIX + '*')):
-        try:
-            os.remove(path)
-        except OSError:
-            pass
 
 
 class AtomicWriter(snapshot_writers.Writer):
