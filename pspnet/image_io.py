@@ -5,12 +5,15 @@ are (H, W) integer arrays of class ids.
 """
 
 import contextlib
+import io
 import os
 import sys
+import tempfile
 import threading
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from pspnet.errors import UserError
 
@@ -23,30 +26,77 @@ _JPEG_MAGIC = b'\xff\xd8'
 
 _stderr_lock = threading.Lock()
 
+#: What libjpeg prints for a damaged JPEG that it still decodes (into an
+#: image with grey or smeared parts).
+_JPEG_DAMAGE_MESSAGES = ('Corrupt JPEG data', 'Premature end of JPEG',
+                         'Invalid JPEG', 'Bogus', 'Unsupported marker')
+
 
 @contextlib.contextmanager
-def _stderr_silenced():
-    """Silence file descriptor 2, where libpng and libjpeg print their own
-    messages about broken files: the caller reports the problem in one
-    line instead."""
+def _stderr_captured():
+    """Send file descriptor 2, where libjpeg and libpng print their own
+    messages about broken files, to a temporary file; the list yielded
+    receives that text. The caller reports the problem in one line."""
+    captured = []
     with _stderr_lock:
         try:
             sys.stderr.flush()
             saved = os.dup(2)
         except (OSError, ValueError, AttributeError):
-            yield  # no usable descriptor 2 (e.g. embedded interpreters)
+            yield captured  # no usable descriptor 2 (embedded interpreters)
             return
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.close(devnull)
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield captured
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                sink.seek(0)
+                captured.append(sink.read().decode('utf-8', 'replace'))
 
 
-def _decode(path):
+def _jpeg_damage(data, messages):
+    """Why a JPEG that OpenCV decoded is damaged, or None: libjpeg's
+    warnings, or a truncated file (which OpenCV decodes silently, the
+    missing part grey), found by a full decode with Pillow."""
+    for message in _JPEG_DAMAGE_MESSAGES:
+        if message in messages:
+            line = next(line for line in messages.splitlines()
+                        if message in line)
+            return line.strip()
+    try:
+        with Image.open(io.BytesIO(data)) as f:
+            f.load()
+    except (OSError, SyntaxError, ValueError) as e:
+        return str(e)
+    return None
+
+
+def decode_image_file(path, flags=None, fix='pass a complete JPEG, PNG, BMP, '
+                      'TIFF or WebP image'):
+    """Read and decode an image file with OpenCV, refusing damaged files.
+
+    Truncated and corrupt files are errors, not images with grey parts:
+    OpenCV returns nothing for most of them, and for JPEGs, which libjpeg
+    decodes anyway, its warnings and a complete decode tell.
+
+    Args:
+        path (str): Image file.
+        flags (int or None): ``cv2.imdecode`` flags; None for what
+            :func:`read_image` needs: JPEGs carry no alpha but often an
+            EXIF orientation, which OpenCV applies except in
+            ``IMREAD_UNCHANGED`` mode; other formats may carry alpha, which
+            only ``IMREAD_UNCHANGED`` keeps.
+        fix (str): What the user can do, for the error message.
+
+    Returns:
+        numpy.ndarray: The image as ``cv2.imdecode`` returns it, never
+        empty.
+
+    Raises:
+        UserError: Missing, a folder, unreadable, not an image, damaged.
+    """
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except IsADirectoryError:
@@ -57,24 +107,26 @@ def _decode(path):
     except OSError as e:
         raise UserError('cannot read image {}: {}; check its permissions'
                         .format(path, e.strerror or e))
+    is_jpeg = data[:2].tobytes() == _JPEG_MAGIC
+    if flags is None:
+        flags = (cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR if is_jpeg
+                 else cv2.IMREAD_UNCHANGED)
     img = None
+    messages = []
     if data.size:
-        # JPEGs carry no alpha but often an EXIF orientation, which OpenCV
-        # applies except in IMREAD_UNCHANGED mode; other formats may carry
-        # alpha, which only IMREAD_UNCHANGED keeps.
-        if data[:2].tobytes() == _JPEG_MAGIC:
-            flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
-        else:
-            flags = cv2.IMREAD_UNCHANGED
         try:
-            with _stderr_silenced():
+            with _stderr_captured() as messages:
                 img = cv2.imdecode(data, flags)
         except cv2.error:
             img = None
     if img is None or img.size == 0:
-        raise UserError(
-            'cannot read image {}: not an image file or corrupt; pass a '
-            'JPEG, PNG, BMP, TIFF or WebP image'.format(path))
+        raise UserError('cannot read image {}: not an image file or corrupt; '
+                        '{}'.format(path, fix))
+    if is_jpeg:
+        damage = _jpeg_damage(data.tobytes(), ''.join(messages))
+        if damage:
+            raise UserError('cannot read image {}: the JPEG is truncated or '
+                            'corrupt ({}); {}'.format(path, damage, fix))
     return img
 
 
@@ -112,7 +164,7 @@ def read_image(path):
         UserError: The file does not exist, is a folder, or is not an image
         OpenCV can decode (corrupt, truncated, another format).
     """
-    img = _decode(path)
+    img = decode_image_file(path)
     img = _to_unit_range(img)
     if img.ndim == 2:
         img = img[:, :, None]

@@ -58,10 +58,14 @@ def resize_to_fit(img, size):
 def sliding_windows(height, width, size, stride):
     """Top-left corners of the windows that cover an image.
 
-    The windows form a grid of ``ceil((height - size) / stride) + 1`` rows
-    (the same for columns) whose union is centred on the image, so the
-    first corner may be negative: the part of a window outside the image is
-    padding.
+    The windows form a grid of ``max(1, ceil((height - size) / stride) +
+    1)`` rows (the same for columns) whose union is centred on the image,
+    so the first corner may be negative: the part of a window outside the
+    image is padding. Every pixel lies in at least one window, whatever
+    the shape: a side shorter than the window gets one row (or column) of
+    windows. (ChainerCV's formula, without the ``max``, gives no rows when
+    a side is shorter than the window by more than the stride, and its
+    scores are then 0 / 0.)
 
     Args:
         height, width (int): Image size.
@@ -72,7 +76,7 @@ def sliding_windows(height, width, size, stride):
         list of (int, int): (y, x) corners, row by row.
     """
     def starts(length, window, step):
-        n = int(math.ceil((length - window) / step)) + 1
+        n = max(1, int(math.ceil((length - window) / step)) + 1)
         first = -(window + step * (n - 1) - length) // 2
         return [first + i * step for i in range(n)]
 

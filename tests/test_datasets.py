@@ -345,3 +345,77 @@ def test_auto_downloads_and_extracts(dataset_root, monkeypatch, tmp_path):
     # Already extracted: no second download.
     monkeypatch.setattr(ade20k_module, 'URL', 'file:///nonexistent.zip')
     assert len(ADE20KSemanticSegmentationDataset(split='val')) == 2
+
+
+# Label files that do not fit: another size, values that are no class.
+
+_ALLOWED_RAW = {
+    # dataset: (class, raw values allowed, raw values refused)
+    'cityscapes': (CityscapesSemanticSegmentationDataset,
+                   set(range(34)), set(range(34, 256))),
+    'ade20k': (ADE20KSemanticSegmentationDataset,
+               set(range(151)), set(range(151, 256))),
+    'voc': (VOCSemanticSegmentationDataset,
+            set(range(21)) | {255}, set(range(21, 255))),
+}
+
+
+def _dataset(name, root):
+    cls = _ALLOWED_RAW[name][0]
+    if name == 'cityscapes':
+        return cls(root, split='val')
+    return cls(root, 'val')
+
+
+def _rewrite_label(dataset, i, values):
+    """Write raw ``values`` into label file ``i`` in its own format."""
+    path = dataset.label_paths[i]
+    with Image.open(path) as f:
+        mode, palette = f.mode, f.getpalette()
+    out = Image.fromarray(values.astype(np.uint8), mode='L')
+    if mode == 'P':
+        out = out.convert('P')
+        out.putpalette(palette)
+    out.save(path)
+
+
+@pytest.mark.parametrize('name', sorted(_ALLOWED_RAW))
+def test_label_values_that_are_no_class_are_refused(
+        name, cityscapes, ade20k, voc, tmp_path):
+    source = {'cityscapes': cityscapes, 'ade20k': ade20k, 'voc': voc}[name]
+    root = _copy(source if name != 'voc'
+                 else os.path.dirname(os.path.dirname(source)), tmp_path)
+    dataset = _dataset(name, root)
+    _, allowed, refused = _ALLOWED_RAW[name]
+    rng = np.random.RandomState(len(name))
+    shape = dataset.get_label(0).shape
+    # Every allowed value reads; each refused one, planted among allowed
+    # ones, is named with its file.
+    values = rng.choice(sorted(allowed), size=shape)
+    _rewrite_label(dataset, 0, values)
+    label = dataset.get_label(0)
+    assert label.min() >= -1 and label.max() < dataset.n_class
+    for bad in rng.choice(sorted(refused), size=8, replace=False):
+        planted = values.copy()
+        planted.flat[rng.randint(planted.size)] = bad
+        _rewrite_label(dataset, 0, planted)
+        with pytest.raises(UserError) as info:
+            dataset[0]
+        message = str(info.value)
+        assert dataset.label_paths[0] in message
+        assert 'holds the value {} (1 pixels)'.format(bad) in message
+
+
+@pytest.mark.parametrize('name', sorted(_ALLOWED_RAW))
+def test_label_of_another_size_is_refused(name, cityscapes, ade20k, voc,
+                                          tmp_path):
+    source = {'cityscapes': cityscapes, 'ade20k': ade20k, 'voc': voc}[name]
+    root = _copy(source if name != 'voc'
+                 else os.path.dirname(os.path.dirname(source)), tmp_path)
+    dataset = _dataset(name, root)
+    H, W = dataset.get_label(1).shape
+    for shape in ((H, W + 1), (H - 1, W), (W, H)):
+        _rewrite_label(dataset, 1, np.zeros(shape, np.uint8))
+        with pytest.raises(UserError, match='is {}x{} but its image .* is '
+                           '{}x{}'.format(shape[1], shape[0], W, H)):
+            dataset[1]

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from pspnet import image_io
+from pspnet.datasets import base as datasets_base
 from pspnet.errors import UserError
 
 
@@ -199,3 +200,43 @@ def test_list_images(tmp_path, rgb):
     empty.mkdir()
     with pytest.raises(UserError, match='holds no images'):
         image_io.list_images([str(empty)])
+
+
+def _photo_like(rng, size):
+    """(3, H, W) smooth image with edges: JPEG data with real content."""
+    from random_weights import smooth_image
+    return smooth_image(rng, size).astype(np.uint8)
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_damaged_images_are_refused(tmp_path, seed):
+    """Any cut of a JPEG, PNG, WebP or BMP file, and JPEGs with bytes of
+    their compressed data overwritten, are errors; OpenCV alone would
+    decode cut JPEGs with grey parts."""
+    rng = np.random.RandomState(seed)
+    size = (int(rng.randint(40, 200)), int(rng.randint(40, 200)))
+    rgb = _photo_like(rng, size)
+    for ext in ('.jpg', '.png', '.webp', '.bmp'):
+        whole = tmp_path / ('whole' + ext)
+        write_bgr(whole, rgb)
+        data = whole.read_bytes()
+        assert image_io.read_image(str(whole)).shape == (3,) + size
+        # A cut anywhere from the header to just before the end.
+        cut = int(rng.randint(2, len(data) - 2))
+        damaged = tmp_path / ('cut' + ext)
+        damaged.write_bytes(data[:cut])
+        with pytest.raises(UserError, match='cannot read image .*cut'):
+            image_io.read_image(str(damaged))
+        with pytest.raises(UserError, match='cannot read image .*cut'):
+            datasets_base.read_rgb_image(str(damaged))
+    # A marker inside the compressed data (an early end of image, a restart
+    # out of sequence): libjpeg warns and decodes on, OpenCV says nothing.
+    # (Damage that still forms valid compressed data is an image.)
+    jpeg = (tmp_path / 'whole.jpg').read_bytes()
+    scan = jpeg.rindex(b'\xff\xda')   # the compressed data follows
+    for marker in (b'\xff\xd9', b'\xff\xd3'):
+        start = int(rng.randint(scan + 20, len(jpeg) - 80))
+        broken = jpeg[:start] + marker + jpeg[start + 2:]
+        (tmp_path / 'marked.jpg').write_bytes(broken)
+        with pytest.raises(UserError, match='truncated or corrupt'):
+            image_io.read_image(str(tmp_path / 'marked.jpg'))

@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from pspnet.datasets import base
+from pspnet.datasets.ade20k_labels import ade20k_semantic_segmentation_label_names  # NOQA
 from pspnet.datasets.download import fetch_dataset
 from pspnet.errors import UserError
 
@@ -66,5 +67,8 @@ class ADE20KSemanticSegmentationDataset(base.SegmentationDataset):
             for path in self.img_paths]
         base.require_labels(self.img_paths, self.label_paths, fix)
 
+    n_class = len(ade20k_semantic_segmentation_label_names)
+    label_values = '0 for other, 1 to {} for the classes'.format(n_class)
+
     def convert_label(self, raw):
-        return (raw - 1).astype(np.int32, copy=False)
+        return (raw - 1).astype(np.int32)

@@ -9,10 +9,13 @@ import numpy as np
 from PIL import Image
 
 from pspnet.errors import UserError
+from pspnet.image_io import decode_image_file
 
 
 def read_rgb_image(path):
-    """Read an image file as a CHW RGB array.
+    """Read an image file as a CHW RGB array, as ChainerCV reads dataset
+    images (OpenCV's ``IMREAD_COLOR``: grey repeated, alpha dropped, the
+    EXIF orientation applied).
 
     Args:
         path (str): Image file (JPEG, PNG, ...).
@@ -21,12 +24,10 @@ def read_rgb_image(path):
         numpy.ndarray: (3, H, W) float32 RGB image, values in [0, 255].
 
     Raises:
-        UserError: The file is missing or not a readable image.
+        UserError: The file is missing, truncated, corrupt or not an image.
     """
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise UserError('cannot read image {}: missing or corrupt; restore '
-                        'the file from the dataset archive'.format(path))
+    bgr = decode_image_file(path, cv2.IMREAD_COLOR,
+                            'restore the file from the dataset archive')
     return bgr[:, :, ::-1].transpose(2, 0, 1).astype(np.float32)
 
 
@@ -88,6 +89,34 @@ def require_labels(img_paths, label_paths, fix):
                 img_path, label_path, fix))
 
 
+def check_label(label, raw, n_class, path, allowed, fix):
+    """Refuse a label map with values that are neither a class nor
+    ignored, naming the file and the stored value.
+
+    Args:
+        label (numpy.ndarray): (H, W) int32 converted ids; valid ones lie in
+            [-1, ``n_class``).
+        raw (numpy.ndarray): (H, W) the values stored in the file.
+        n_class (int): Number of classes.
+        path (str): The label file.
+        allowed (str): The values the file may hold, for the message.
+        fix (str): What to do.
+
+    Raises:
+        UserError: Some pixel's id is out of range.
+    """
+    bad = (label < -1) | (label >= n_class)
+    if bad.any():
+        values = np.unique(raw[bad])
+        raise UserError(
+            'label image {} holds {} {} ({} pixels), which {} no class id nor '
+            'the ignore value of this dataset (it may hold {}); {}'.format(
+                path, 'the value' if len(values) == 1 else 'the values',
+                ', '.join(str(v) for v in values[:5])
+                + (', ...' if len(values) > 5 else ''), int(bad.sum()),
+                'is' if len(values) == 1 else 'are', allowed, fix))
+
+
 class SegmentationDataset(chainer.dataset.DatasetMixin):
     """Pairs of an image file and its label file.
 
@@ -97,18 +126,37 @@ class SegmentationDataset(chainer.dataset.DatasetMixin):
     * label: (H, W) int32 class ids in [0, n_class - 1], -1 for pixels
       ignored in evaluation.
 
-    Subclasses set ``img_paths`` and ``label_paths`` (same length, sorted)
-    and convert raw label values in :meth:`convert_label`.
+    Label maps whose size differs from their image's, or that hold values
+    which are neither a class nor ignored, raise a
+    :class:`~pspnet.errors.UserError` naming the file.
+
+    Subclasses set ``img_paths`` and ``label_paths`` (same length, sorted),
+    ``n_class``, ``label_values`` and ``fix``, and convert raw label values
+    in :meth:`convert_label`, giving values outside [-1, n_class) to the
+    raw values that are not allowed.
     """
 
     img_paths = ()
     label_paths = ()
+    #: Number of classes of the items' label maps.
+    n_class = None
+    #: The values a label file may hold, for messages.
+    label_values = ''
+    #: What to do about a damaged file, for messages.
+    fix = 'restore the file from the dataset archive'
 
     def __len__(self):
         return len(self.img_paths)
 
     def get_example(self, i):
-        return self.get_image(i), self.get_label(i)
+        img, label = self.get_image(i), self.get_label(i)
+        if img.shape[1:] != label.shape:
+            raise UserError(
+                'label image {} is {}x{} but its image {} is {}x{}; each '
+                'label map must have its image\'s size ({})'.format(
+                    self.label_paths[i], label.shape[1], label.shape[0],
+                    self.img_paths[i], img.shape[2], img.shape[1], self.fix))
+        return img, label
 
     def get_image(self, i):
         """The ``i``-th image, (3, H, W) float32 RGB in [0, 255]."""
@@ -116,8 +164,13 @@ class SegmentationDataset(chainer.dataset.DatasetMixin):
 
     def get_label(self, i):
         """The ``i``-th label map, (H, W) int32, -1 where ignored."""
-        return self.convert_label(read_label_image(self.label_paths[i]))
+        raw = read_label_image(self.label_paths[i])
+        label = self.convert_label(raw)
+        check_label(label, raw, self.n_class, self.label_paths[i],
+                    self.label_values, self.fix)
+        return label
 
     def convert_label(self, raw):
-        """Map the raw (H, W) int32 values of a label file to class ids."""
+        """Map the raw (H, W) int32 values of a label file to class ids,
+        without changing ``raw``."""
         raise NotImplementedError

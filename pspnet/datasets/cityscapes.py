@@ -7,14 +7,19 @@ import numpy as np
 
 from pspnet.datasets import base
 from pspnet.datasets.cityscapes_labels import cityscapes_id_to_train_id
+from pspnet.datasets.cityscapes_labels import cityscapes_labels
 from pspnet.datasets.download import dataset_root
 from pspnet.errors import UserError
 
 _SPLITS = {'fine': ('train', 'val', 'test'),
            'coarse': ('train', 'train_extra', 'val')}
 
-# Label id -> train id for every 8-bit value; ids ignored in evaluation -> -1.
-_TRAIN_ID_LUT = np.full(256, -1, dtype=np.int32)
+#: Largest label id of cityscapesScripts' classes (33, bicycle).
+_MAX_ID = max(label.id for label in cityscapes_labels)
+# Label id -> train id for every 8-bit value; ids ignored in evaluation
+# -> -1; values that are no label id -> -2, which the dataset refuses.
+_TRAIN_ID_LUT = np.full(256, -2, dtype=np.int32)
+_TRAIN_ID_LUT[:_MAX_ID + 1] = -1
 for _id, _train_id in cityscapes_id_to_train_id.items():
     _TRAIN_ID_LUT[_id] = _train_id
 
@@ -93,6 +98,12 @@ class CityscapesSemanticSegmentationDataset(base.SegmentationDataset):
             for path in self.img_paths]
         base.require_labels(self.img_paths, self.label_paths, fix)
         self.ignore_labels = ignore_labels
+        self.n_class = (len(cityscapes_id_to_train_id) if ignore_labels
+                        else _MAX_ID + 1)
+
+    label_values = "the label ids 0 to {} of cityscapesScripts".format(
+        _MAX_ID)
+    fix = 'use the *_labelIds.png files of the Cityscapes archives'
 
     def convert_label(self, raw):
         if not self.ignore_labels:

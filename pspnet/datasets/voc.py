@@ -3,7 +3,10 @@ semantic segmentation, 21 classes."""
 
 import os
 
+import numpy as np
+
 from pspnet.datasets import base
+from pspnet.datasets.voc_labels import voc_semantic_segmentation_label_names  # NOQA
 from pspnet.datasets.download import fetch_dataset
 from pspnet.errors import UserError
 
@@ -78,6 +81,9 @@ class VOCSemanticSegmentationDataset(base.SegmentationDataset):
                                 .format(img_path, split_file, fix))
         base.require_labels(self.img_paths, self.label_paths, fix)
 
+    n_class = len(voc_semantic_segmentation_label_names)
+    label_values = '0 to {} for the classes, 255 for borders'.format(
+        n_class - 1)
+
     def convert_label(self, raw):
-        raw[raw == 255] = -1
-        return raw
+        return np.where(raw == 255, -1, raw).astype(np.int32)

@@ -4,8 +4,6 @@ The parameter tree is ChainerCV 0.13.1's (``chainercv.experimental.links.
 PSPNetResNet50/101``): files saved by either load into the other.
 """
 
-import math
-
 import chainer
 import chainer.functions as F
 import chainer.links as L
@@ -14,7 +12,7 @@ from chainer import initializers
 
 from pspnet import inference
 from pspnet import pretrained as _pretrained
-from pspnet import transforms
+from pspnet import prediction
 from pspnet.errors import UserError
 from pspnet.links.conv_2d_bn_activ import Conv2DBNActiv
 from pspnet.links.resnet import DilatedResNet
@@ -187,12 +185,15 @@ class PSPNet(chainer.Chain):
         _, res5 = self.extractor(x)
         return F.resize_images(self.classify(res5), x.shape[2:])
 
-    def predict(self, imgs):
+    def predict(self, imgs, progress=None):
         """Segment images.
 
         Args:
             imgs (iterable of numpy.ndarray): (3, H, W) RGB images, float
                 values in [0, 255]; sizes may differ.
+            progress (callable or None): ``progress(done, total)`` after
+                each window of each image (see
+                :func:`pspnet.prediction.predict_scores`).
 
         Returns:
             list of numpy.ndarray: (H, W) int32 labels in [0, n_class), one
@@ -200,40 +201,32 @@ class PSPNet(chainer.Chain):
         """
         labels = []
         for img in imgs:
-            scores = self.predict_scores(img)
+            scores = self.predict_scores(img, progress)
             labels.append(chainer.backends.cuda.to_cpu(
                 scores.argmax(axis=0).astype(np.int32)))
         return labels
 
-    def predict_scores(self, img):
+    def predict_scores(self, img, progress=None):
         """Class probabilities of one image, averaged over scales (and flips).
+
+        Images whose long side exceeds the input size are covered by
+        sliding windows, smaller ones placed on a canvas
+        (:mod:`pspnet.prediction`).
 
         Args:
             img (numpy.ndarray): (3, H, W) RGB, values in [0, 255].
+            progress (callable or None): ``progress(done, total)`` after
+                each window.
 
         Returns:
             numpy.ndarray or cupy.ndarray: (n_class, H, W) float32 softmax
             scores on the model's device.
         """
-        img = np.asarray(chainer.backends.cuda.to_cpu(img), dtype=np.float32)
-        if img.ndim != 3 or img.shape[0] != 3:
-            raise ValueError('expected a (3, H, W) image, got shape {}'
-                             .format(img.shape))
-        H, W = img.shape[1:]
         with chainer.using_config('train', False), \
                 chainer.no_backprop_mode():
-            if not self.scales:
-                return self._single_scale_scores(img)
-            total = None
-            for scale in self.scales:
-                size = (int(H * scale), int(W * scale))
-                scaled = img if size == (H, W) else transforms.resize(
-                    img, size)
-                scores = self._single_scale_scores(scaled)
-                if size != (H, W):
-                    scores = F.resize_images(scores[None], (H, W)).array[0]
-                total = scores if total is None else total + scores
-            return total / len(self.scales)
+            return prediction.predict_scores(
+                self._network_scores, img, self.input_size, self.n_class,
+                self.mean, self.scales, self.xp, progress)
 
     #: Predict on the CPU with :mod:`pspnet.inference`: numpy, batch
     #: normalization folded into the convolutions at every call, several
@@ -257,33 +250,6 @@ class PSPNet(chainer.Chain):
             n = len(x)
             return (scores[:n] + scores[n:, :, :, ::-1]) / 2
         return F.softmax(self.forward(x)).array
-
-    def _single_scale_scores(self, img):
-        xp = self.xp
-        H, W = img.shape[1:]
-        size = self.input_size
-        if max(H, W) > max(size):
-            x = xp.asarray(img - self.mean)
-            stride = tuple(int(math.ceil(s * 2 / 3)) for s in size)
-            total = xp.zeros((self.n_class, H, W), dtype=np.float32)
-            count = xp.zeros((1, H, W), dtype=np.float32)
-            for corner in transforms.sliding_windows(H, W, size, stride):
-                (iy, ix), (wy, wx) = transforms.window_slices(
-                    corner, size, H, W)
-                window = xp.zeros((1, 3) + size, dtype=np.float32)
-                window[0, :, wy, wx] = x[:, iy, ix]
-                total[:, iy, ix] += self._network_scores(window)[0, :, wy, wx]
-                count[:, iy, ix] += 1
-            return total / count
-        fitted = transforms.resize_to_fit(img - self.mean, size)
-        h, w = fitted.shape[1:]
-        y0, x0 = (size[0] - h) // 2, (size[1] - w) // 2
-        canvas = xp.zeros((1, 3) + size, dtype=np.float32)
-        canvas[0, :, y0:y0 + h, x0:x0 + w] = xp.asarray(fitted)
-        scores = self._network_scores(canvas)[:, :, y0:y0 + h, x0:x0 + w]
-        if (h, w) != (H, W):
-            scores = F.resize_images(scores, (H, W)).array
-        return scores[0]
 
 
 class PSPNetResNet50(PSPNet):

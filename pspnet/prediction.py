@@ -1,0 +1,151 @@
+"""Segmenting whole images of any size with a fixed-size network: the
+canvas or sliding windows, several scales, and the average of their scores.
+
+These functions take the network as a callable, so that the link
+(:meth:`pspnet.PSPNet.predict`) and other runtimes of the same network
+(an ONNX export) predict with exactly the same windows.
+
+Images are (3, H, W) float32 RGB arrays in [0, 255].
+"""
+
+import math
+
+import chainer
+import chainer.functions as F
+import numpy as np
+
+from pspnet import transforms
+
+
+def window_stride(input_size):
+    """The step between sliding windows: 2/3 of the input size (rounded
+    up), as in ChainerCV, so neighbouring windows overlap by a third."""
+    return tuple(int(math.ceil(s * 2 / 3)) for s in input_size)
+
+
+def uses_windows(shape, input_size):
+    """Whether an image of ``shape`` (H, W) is covered by sliding windows
+    (its long side exceeds the input size) rather than placed on one
+    input-size canvas (shrunk to fit if needed)."""
+    return max(shape) > max(input_size)
+
+
+def scaled_shape(shape, scale):
+    """(H, W) of an image scaled by ``scale``, at least 1 x 1."""
+    return tuple(max(1, int(s * scale)) for s in shape)
+
+
+def network_calls(shape, input_size, scales=None):
+    """How many windows (network inputs) segmenting an image of ``shape``
+    takes: one per window, or one canvas, per scale."""
+    total = 0
+    for scale in scales or (1.0,):
+        size = scaled_shape(shape, scale)
+        if uses_windows(size, input_size):
+            total += len(transforms.sliding_windows(
+                size[0], size[1], input_size, window_stride(input_size)))
+        else:
+            total += 1
+    return total
+
+
+def single_scale_scores(network_scores, img, input_size, n_class, mean,
+                        xp=np, progress=None):
+    """Class probabilities of one image at its own scale.
+
+    Images whose long side exceeds the input size are covered by
+    overlapping windows (:func:`pspnet.transforms.sliding_windows`, every
+    pixel in at least one window), whose scores are averaged where they
+    overlap; smaller images are shrunk to fit if needed and centred on an
+    input-size canvas, whose scores are resized back. Padding is zeros
+    after mean subtraction.
+
+    Args:
+        network_scores (callable): Maps a (1, 3, h, w) float32
+            mean-subtracted batch (``xp`` array, h, w the input size) to
+            its (1, n_class, h, w) float32 softmax scores.
+        img (numpy.ndarray): (3, H, W) float32 RGB in [0, 255].
+        input_size (tuple of ints): (h, w) of the network input.
+        n_class (int): Number of classes.
+        mean (numpy.ndarray): (3, 1, 1) float32 mean.
+        xp: numpy or cupy, where ``network_scores`` computes.
+        progress (callable or None): Called with no arguments after each
+            network call.
+
+    Returns:
+        (n_class, H, W) float32 ``xp`` array of probabilities.
+    """
+    H, W = img.shape[1:]
+    size = tuple(input_size)
+    if uses_windows((H, W), size):
+        x = xp.asarray(img - mean)
+        total = xp.zeros((n_class, H, W), dtype=np.float32)
+        count = xp.zeros((1, H, W), dtype=np.float32)
+        for corner in transforms.sliding_windows(H, W, size,
+                                                 window_stride(size)):
+            (iy, ix), (wy, wx) = transforms.window_slices(corner, size, H, W)
+            window = xp.zeros((1, 3) + size, dtype=np.float32)
+            window[0, :, wy, wx] = x[:, iy, ix]
+            total[:, iy, ix] += network_scores(window)[0, :, wy, wx]
+            count[:, iy, ix] += 1
+            if progress is not None:
+                progress()
+        return total / count
+    fitted = transforms.resize_to_fit(img - mean, size)
+    h, w = fitted.shape[1:]
+    y0, x0 = (size[0] - h) // 2, (size[1] - w) // 2
+    canvas = xp.zeros((1, 3) + size, dtype=np.float32)
+    canvas[0, :, y0:y0 + h, x0:x0 + w] = xp.asarray(fitted)
+    scores = network_scores(canvas)[:, :, y0:y0 + h, x0:x0 + w]
+    if progress is not None:
+        progress()
+    if (h, w) != (H, W):
+        scores = F.resize_images(scores, (H, W)).array
+    return scores[0]
+
+
+def predict_scores(network_scores, img, input_size, n_class, mean,
+                   scales=None, xp=np, progress=None):
+    """Class probabilities of one image, averaged over ``scales``.
+
+    Args:
+        network_scores, input_size, n_class, mean, xp: See
+            :func:`single_scale_scores`.
+        img (numpy.ndarray): (3, H, W) RGB, values in [0, 255].
+        scales (sequence of floats or None): The image is scaled by each
+            (bilinear), segmented, and the scores resized back and averaged;
+            None or empty segments it at its own scale only.
+        progress (callable or None): ``progress(done, total)`` after each
+            network call, ``total`` being :func:`network_calls`.
+
+    Returns:
+        (n_class, H, W) float32 ``xp`` array of probabilities.
+    """
+    img = np.asarray(chainer.backends.cuda.to_cpu(img), dtype=np.float32)
+    if img.ndim != 3 or img.shape[0] != 3 or 0 in img.shape:
+        raise ValueError('expected a (3, H, W) image, got shape {}'
+                         .format(img.shape))
+    H, W = img.shape[1:]
+    step = None
+    if progress is not None:
+        total = network_calls((H, W), input_size, scales)
+        done = [0]
+
+        def step():
+            done[0] += 1
+            progress(done[0], total)
+
+    kwargs = dict(xp=xp, progress=step)
+    if not scales:
+        return single_scale_scores(network_scores, img, input_size, n_class,
+                                   mean, **kwargs)
+    result = None
+    for scale in scales:
+        size = scaled_shape((H, W), scale)
+        scaled = img if size == (H, W) else transforms.resize(img, size)
+        scores = single_scale_scores(network_scores, scaled, input_size,
+                                     n_class, mean, **kwargs)
+        if size != (H, W):
+            scores = F.resize_images(scores[None], (H, W)).array[0]
+        result = scores if result is None else result + scores
+    return result / len(scales)

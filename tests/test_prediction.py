@@ -1,0 +1,107 @@
+"""Whole-image prediction: every pixel of every image shape is covered by
+the network's windows, on the plain and the fast path."""
+
+import numpy as np
+import pytest
+
+from pspnet import prediction
+from pspnet import PSPNetResNet50
+from pspnet import transforms
+from random_weights import sensitive_model
+from random_weights import smooth_image
+
+N_CLASS = 5
+SIZE = 48
+
+
+def coverage(H, W, size):
+    """How many windows cover each pixel, from the window geometry."""
+    count = np.zeros((H, W), np.int32)
+    for corner in transforms.sliding_windows(
+            H, W, size, prediction.window_stride(size)):
+        (iy, ix), (wy, wx) = transforms.window_slices(corner, size, H, W)
+        assert (iy.stop - iy.start, ix.stop - ix.start) == \
+            (wy.stop - wy.start, wx.stop - wx.start)
+        count[iy, ix] += 1
+    return count
+
+
+def test_windows_cover_every_pixel_of_random_shapes():
+    rng = np.random.RandomState(0)
+    for _ in range(300):
+        size = tuple(int(s) for s in rng.randint(48, 800, size=2))
+        # Sides from 1 pixel to several windows, often one short side.
+        H, W = (int(rng.choice([rng.randint(1, 60), rng.randint(1, 3000)]))
+                for _ in range(2))
+        count = coverage(H, W, size)
+        assert count.min() >= 1, (H, W, size)
+        n = len(transforms.sliding_windows(
+            H, W, size, prediction.window_stride(size)))
+        assert n == prediction.network_calls((H, W), size) or \
+            not prediction.uses_windows((H, W), size)
+
+
+@pytest.mark.parametrize('H,W', [(12, 300), (200, 1000), (1, 3000)])
+def test_shapes_chainercv_leaves_uncovered(H, W):
+    # At 713 these have no window rows in ChainerCV 0.13.1 (its scores are
+    # 0 / 0 there); here each side has at least one.
+    count = coverage(H, W, (713, 713))
+    assert count.min() >= 1
+
+
+@pytest.fixture(scope='module')
+def model():
+    return sensitive_model(PSPNetResNet50, N_CLASS, SIZE,
+                           np.random.RandomState(1))
+
+
+@pytest.mark.parametrize('shape', [(1, 1), (1, 130), (130, 1), (10, 200),
+                                   (200, 10), (12, 97), (49, 50)])
+def test_extreme_shapes_on_both_paths(model, shape):
+    img = smooth_image(np.random.RandomState(sum(shape)), shape)
+    model.flip = False
+    try:
+        fast = model.predict_scores(img)
+        model.fast_inference = False
+        plain = model.predict_scores(img)
+    finally:
+        model.fast_inference = True
+        model.flip = True
+    for scores in (fast, plain):
+        assert scores.shape == (N_CLASS,) + shape
+        assert np.isfinite(scores).all()
+        np.testing.assert_allclose(scores.sum(axis=0), 1, rtol=1e-5)
+    # The classifier is amplified 300 times: float32 rounding shows.
+    np.testing.assert_allclose(fast, plain, atol=2e-3)
+
+
+def test_scales_of_tiny_images_keep_a_pixel(model):
+    img = smooth_image(np.random.RandomState(2), (1, 3))
+    model.scales = (0.25, 0.5, 1.0)
+    try:
+        scores = model.predict_scores(img)
+    finally:
+        model.scales = None
+    assert scores.shape == (N_CLASS, 1, 3) and np.isfinite(scores).all()
+
+
+def test_progress_counts_every_network_call(model):
+    calls = []
+    shape = (60, 170)
+    model.scales = (0.5, 1.0)
+    try:
+        model.predict([np.zeros((3,) + shape, np.float32)],
+                      progress=lambda done, total: calls.append((done,
+                                                                 total)))
+    finally:
+        model.scales = None
+    total = prediction.network_calls(shape, (SIZE, SIZE), (0.5, 1.0))
+    assert calls == [(i + 1, total) for i in range(total)]
+    stride = prediction.window_stride((SIZE, SIZE))
+    assert total == sum(len(transforms.sliding_windows(
+        H, W, (SIZE, SIZE), stride)) for H, W in ((30, 85), (60, 170)))
+    # A small image is one canvas.
+    calls.clear()
+    model.predict([np.zeros((3, 20, 30), np.float32)],
+                  progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 1)]
