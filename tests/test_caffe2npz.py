@@ -353,3 +353,95 @@ def test_bn_layers_may_be_named_with_an_underscore():
     assert layout.canonical_name('conv5_4_bn') == 'conv5_4/bn'
     assert layout.canonical_name('conv5_4/bn') == 'conv5_4/bn'
     assert layout.canonical_name('conv6') == 'conv6'
+
+
+# Paths that must be refused before any work, failures that leave nothing.
+
+@pytest.fixture(scope='module')
+def small_model(tmp_path_factory):
+    """A ResNet50 caffemodel of zeros (fast to write and convert)."""
+    folder = tmp_path_factory.mktemp('small')
+    source = str(folder / 'pspnet50.caffemodel')
+    factory.write_caffemodel(source, 50, 150, 473, values='zeros')
+    return source
+
+
+def _one_error_line(result):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
+    return lines[0]
+
+
+def test_source_and_target_the_same_file_is_refused(small_model, tmp_path):
+    work = tmp_path / 'work'
+    work.mkdir()
+    source = str(work / 'model.caffemodel')
+    os.link(small_model, source)
+    os.symlink(source, str(work / 'link.npz'))
+    os.link(source, str(work / 'hard.npz'))
+    size = os.path.getsize(source)
+    for target in ('model.caffemodel', './model.caffemodel',
+                   '../work/model.caffemodel', str(work / 'link.npz'),
+                   'hard.npz'):
+        line = _one_error_line(run_script(
+            os.path.join(ROOT, 'caffe2npz.py'), 'model.caffemodel', target,
+            cwd=str(work)))
+        assert 'are the same file' in line
+        assert os.path.getsize(source) == size
+    assert sorted(os.listdir(str(work))) == ['hard.npz', 'link.npz',
+                                              'model.caffemodel']
+
+
+def test_folder_as_source_is_named_a_folder(tmp_path):
+    line = _one_error_line(run_script('caffe2npz.py', str(tmp_path),
+                                      str(tmp_path / 'x.npz')))
+    assert 'is a folder, not a caffemodel' in line
+
+
+FULL_DISK = """
+import resource, runpy, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+# Writes past this size fail as on a full disk.
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+sys.argv = ['caffe2npz.py', {source!r}, {target!r}]
+runpy.run_path({script!r}, run_name='__main__')
+"""
+
+
+@pytest.mark.parametrize('fraction', [0.0, 0.3, 0.9])
+def test_full_disk_is_one_line_and_leaves_nothing(small_model, tmp_path,
+                                                  fraction):
+    target = str(tmp_path / 'out.npz')
+    code = FULL_DISK.format(
+        limit=int(os.path.getsize(small_model) * fraction) + 1,
+        source=small_model, target=target,
+        script=os.path.join(ROOT, 'caffe2npz.py'))
+    result = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
+                            capture_output=True, text=True)
+    line = _one_error_line(result)
+    assert 'could not write {}'.format(target) in line
+    assert 'free some space' in line
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_a_killed_conversion_leaves_litter_the_next_run_removes(
+        small_model, tmp_path):
+    target = str(tmp_path / 'out.npz')
+    process = subprocess.Popen(
+        [sys.executable, 'caffe2npz.py', small_model, target], cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            if leftovers(str(tmp_path)) or process.poll() is not None:
+                break
+            import time
+            time.sleep(0.05)
+        process.kill()
+    finally:
+        process.wait()
+    if not leftovers(str(tmp_path)):
+        pytest.skip('the conversion ended before it could be killed')
+    result = run_script('caffe2npz.py', small_model, target)
+    assert result.returncode == 0, result.stderr
+    assert os.listdir(str(tmp_path)) == ['out.npz']

@@ -15,6 +15,7 @@ import os
 
 import chainer
 
+from pspnet.atomic import is_disk_full
 from pspnet.atomic import save_npz_atomic
 from pspnet.caffe import layout
 from pspnet.caffe import reader
@@ -221,9 +222,35 @@ def _save_npz_atomically(model, target, compress):
     try:
         save_npz_atomic(target, model, compression=compress)
     except OSError as e:
-        raise UserError('could not write {} ({}); free some space or choose '
-                        'a folder you may write to'.format(
-                            target, e.strerror or e))
+        fix = ('free some space on its disk' if is_disk_full(e)
+               else 'choose a folder you may write to')
+        raise UserError('could not write {} ({}); nothing was written; {}'
+                        .format(target, e.strerror or e, fix))
+
+
+def check_paths(source, target):
+    """Check, before any reading, that ``target`` can be written and is not
+    ``source`` (a conversion must never replace its caffemodel).
+
+    Raises:
+        UserError: One line naming the problem and the fix.
+    """
+    folder = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(folder):
+        raise UserError('the folder of {} does not exist; create it or '
+                        'write elsewhere'.format(target))
+    if os.path.isdir(target):
+        raise UserError('{} is a folder; give the path of the .npz file to '
+                        'write'.format(target))
+    if os.path.exists(source) and (
+            os.path.realpath(source) == os.path.realpath(target)
+            or os.path.exists(target) and os.path.samefile(source, target)):
+        raise UserError('{} and {} are the same file; the npz would replace '
+                        'the caffemodel: give another TARGET'.format(
+                            source, target))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError('cannot write into {} (permission denied); choose a '
+                        'folder you may write to'.format(folder))
 
 
 def convert_caffemodel(source, target, compress=False,
@@ -249,13 +276,7 @@ def convert_caffemodel(source, target, compress=False,
         UserError: The file is missing, truncated, corrupt, not a PSPNet
         model, or does not fill the model; nothing is written then.
     """
-    folder = os.path.dirname(os.path.abspath(target))
-    if not os.path.isdir(folder):
-        raise UserError('the folder of {} does not exist; create it or '
-                        'write elsewhere'.format(target))
-    if os.path.isdir(target):
-        raise UserError('{} is a folder; give the path of the .npz file to '
-                        'write'.format(target))
+    check_paths(source, target)
     if default_input_sizes is None:
         default_input_sizes = {
             spec.n_class: (spec.input_size,) * 2

@@ -107,6 +107,9 @@ class _TopLevelReader(object):
 
 
 def _open(path):
+    if os.path.isdir(path):
+        raise UserError('{} is a folder, not a caffemodel; pass the path of '
+                        'a PSPNet .caffemodel file'.format(path))
     if not os.path.isfile(path):
         raise UserError('caffemodel {} does not exist; pass the path of a '
                         'PSPNet .caffemodel file'.format(path))
