@@ -2,6 +2,9 @@
 
 import warnings
 
+#: The package's version (pyproject.toml reads it from here).
+__version__ = '0.1.0'
+
 # CuPy 13's CUDA 13 wheels (cupy-cuda13x, the CuPy that runs with Chainer
 # 7.8.1's NumPy on today's GPUs) carry no cuDNN, so Chainer runs its own
 # CUDA kernels, with the same results. Its three-line warning about that,

@@ -17,6 +17,8 @@ import zipfile
 import chainer
 import numpy as np
 
+from pspnet.errors import UserError
+
 #: Start of the names of temporary files (what a killed writer leaves).
 TEMP_PREFIX = '.tmp-'
 
@@ -155,3 +157,36 @@ def is_disk_full(error):
     is full."""
     return getattr(error, 'errno', None) in (errno.ENOSPC, errno.EDQUOT,
                                              errno.EFBIG)
+
+
+def check_target(path, kind):
+    """Check, before long work, that :func:`write_atomic` may create
+    ``path``: its folder exists and may be written to, and ``path`` is no
+    folder.
+
+    Args:
+        path (str): The file to write.
+        kind (str): What it is, for the message (``'.npz file'``).
+
+    Raises:
+        UserError: One line naming the problem and the fix.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError('the folder of {} does not exist; create it or '
+                        'write elsewhere'.format(path))
+    if os.path.isdir(path):
+        raise UserError('{} is a folder; give the path of the {} to '
+                        'write'.format(path, kind))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError('cannot write into {} (permission denied); choose a '
+                        'folder you may write to'.format(folder))
+
+
+def write_error(path, error):
+    """The :class:`~pspnet.errors.UserError` for an ``OSError`` of
+    :func:`write_atomic` (which leaves nothing behind)."""
+    fix = ('free some space on its disk' if is_disk_full(error)
+           else 'choose a folder you may write to')
+    return UserError('could not write {} ({}); nothing was written; {}'
+                     .format(path, error.strerror or error, fix))

@@ -33,9 +33,40 @@ def exit_on_user_error(main):
     return wrapper
 
 
+def version_line(prog):
+    """``PROG (pspnet X, Chainer Y)``: what ``--version`` prints."""
+    import chainer
+
+    import pspnet
+    return '{} (pspnet {}, Chainer {})'.format(
+        os.path.basename(prog), pspnet.__version__, chainer.__version__)
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: print :func:`version_line` (once under mpiexec) and
+    exit with status 0."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS,
+                 default=argparse.SUPPRESS, help=None):
+        super(_VersionAction, self).__init__(
+            option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from pspnet.mpi import launcher_rank
+        if launcher_rank() == 0:
+            print(version_line(parser.prog))
+        parser.exit()
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """An argument parser that reports a bad flag in one ``error:`` line
-    (exit status 2), like every other user error."""
+    (exit status 2), like every other user error, and has ``--version``."""
+
+    def __init__(self, *args, **kwargs):
+        super(ArgumentParser, self).__init__(*args, **kwargs)
+        self.add_argument('--version', action=_VersionAction,
+                          help='print the versions of this script\'s pspnet '
+                          'and Chainer and exit')
 
     def error(self, message):
         # Under mpiexec every process parses the same flags: one says so.

@@ -49,6 +49,24 @@ def network_calls(shape, input_size, scales=None):
     return total
 
 
+def flip_averaged(softmax_scores, x, xp=np):
+    """Scores of a batch averaged with those of its horizontal flip, in
+    one call of the network.
+
+    Args:
+        softmax_scores (callable): Maps a (2B, 3, h, w) float32 batch to
+            its (2B, n_class, h, w) float32 softmax scores.
+        x: (B, 3, h, w) float32 ``xp`` array.
+        xp: numpy or cupy.
+
+    Returns:
+        (B, n_class, h, w) float32 ``xp`` array.
+    """
+    scores = softmax_scores(xp.concatenate([x, x[:, :, :, ::-1]]))
+    n = len(x)
+    return (scores[:n] + scores[n:, :, :, ::-1]) / 2
+
+
 def single_scale_scores(network_scores, img, input_size, n_class, mean,
                         xp=np, progress=None):
     """Class probabilities of one image at its own scale.

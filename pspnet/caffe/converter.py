@@ -15,8 +15,7 @@ import os
 
 import chainer
 
-from pspnet.atomic import is_disk_full
-from pspnet.atomic import save_npz_atomic
+from pspnet import atomic
 from pspnet.caffe import layout
 from pspnet.caffe import reader
 from pspnet.datasets import registry
@@ -220,12 +219,9 @@ def _copy_blobs(layer, target, arrays, path):
 
 def _save_npz_atomically(model, target, compress):
     try:
-        save_npz_atomic(target, model, compression=compress)
+        atomic.save_npz_atomic(target, model, compression=compress)
     except OSError as e:
-        fix = ('free some space on its disk' if is_disk_full(e)
-               else 'choose a folder you may write to')
-        raise UserError('could not write {} ({}); nothing was written; {}'
-                        .format(target, e.strerror or e, fix))
+        raise atomic.write_error(target, e)
 
 
 def check_paths(source, target):
@@ -235,22 +231,13 @@ def check_paths(source, target):
     Raises:
         UserError: One line naming the problem and the fix.
     """
-    folder = os.path.dirname(os.path.abspath(target))
-    if not os.path.isdir(folder):
-        raise UserError('the folder of {} does not exist; create it or '
-                        'write elsewhere'.format(target))
-    if os.path.isdir(target):
-        raise UserError('{} is a folder; give the path of the .npz file to '
-                        'write'.format(target))
     if os.path.exists(source) and (
             os.path.realpath(source) == os.path.realpath(target)
             or os.path.exists(target) and os.path.samefile(source, target)):
         raise UserError('{} and {} are the same file; the npz would replace '
                         'the caffemodel: give another TARGET'.format(
                             source, target))
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UserError('cannot write into {} (permission denied); choose a '
-                        'folder you may write to'.format(folder))
+    atomic.check_target(target, '.npz file')
 
 
 def convert_caffemodel(source, target, compress=False,

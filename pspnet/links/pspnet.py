@@ -244,12 +244,10 @@ class PSPNet(chainer.Chain):
         if (self.fast_inference and not chainer.config.train
                 and inference.unsupported_reason(self, x) is None):
             return inference.fast_network_scores(self, x, self.flip)
+        scores = lambda batch: F.softmax(self.forward(batch)).array  # NOQA
         if self.flip:
-            batch = self.xp.concatenate([x, x[:, :, :, ::-1]])
-            scores = F.softmax(self.forward(batch)).array
-            n = len(x)
-            return (scores[:n] + scores[n:, :, :, ::-1]) / 2
-        return F.softmax(self.forward(x)).array
+            return prediction.flip_averaged(scores, x, self.xp)
+        return scores(x)
 
 
 class PSPNetResNet50(PSPNet):
