@@ -127,15 +127,21 @@ def write_npz(file, obj, compression=True):
     """Write what ``chainer.serializers.save_npz`` writes (the same arrays
     and names, readable by ``load_npz``) to a binary file object.
 
-    Unlike ``numpy.savez``, the archive is closed also when writing fails
-    (a full disk), so no half-open archive is left to fail again later.
+    Like ``save_npz``, a dict (what Chainer's snapshot extension passes
+    its writer) is taken as already serialized. Unlike ``numpy.savez``, the
+    archive is closed also when writing fails (a full disk), so no
+    half-open archive is left to fail again later.
     """
-    serializer = chainer.serializers.DictionarySerializer()
-    serializer.save(obj)
+    if isinstance(obj, dict):
+        target = obj
+    else:
+        serializer = chainer.serializers.DictionarySerializer()
+        serializer.save(obj)
+        target = serializer.target
     mode = zipfile.ZIP_DEFLATED if compression else zipfile.ZIP_STORED
     with zipfile.ZipFile(file, mode='w', compression=mode,
                          allowZip64=True) as archive:
-        for key, value in serializer.target.items():
+        for key, value in target.items():
             with archive.open(key + '.npy', 'w', force_zip64=True) as member:
                 np.lib.format.write_array(member, np.asanyarray(value),
                                           allow_pickle=True)

@@ -338,9 +338,9 @@ def test_user_errors_in_one_line(case, weights, tmp_path, capsys):
     assert sorted(os.listdir(str(tmp_path))) == before
 
 
-def test_missing_onnx_in_one_line(weights, tmp_path, capsys, monkeypatch):
+def test_missing_onnx_in_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, 'onnx', None)  # import onnx fails
-    code, err = run_main(['--pretrained-model', weights,
+    code, err = run_main(['--pretrained-model', 'weights.npz',
                           str(tmp_path / 'out.onnx')], capsys)
     assert code == 2
     assert err == ('error: onnx is not installed; pip install -r '
