@@ -1,4 +1,4 @@
-"""Evaluate PSPNet on the validation set of Cityscapes, ADE20K or VOC.
+"""Evaluate PSPNet on the val split of Cityscapes, ADE20K, VOC or PATH.json.
 
 Prints ChainerCV's table (IoU per class, mean IoU, class average accuracy,
 global average accuracy). ``mpiexec -n N python eval_semantic_segmentation.py
@@ -90,6 +90,9 @@ def prepare(args, comm):
     dataset = spec.get('val', args.data_dir)
     n_images = len(dataset) if args.limit is None else min(args.limit,
                                                            len(dataset))
+    if hasattr(dataset, 'check_labels'):
+        # A described dataset: its label values, checked up front (cached).
+        dataset.check_labels(mpi.local_block(n_images, comm))
     model = build_model(args.model, args.dataset, args.pretrained_model,
                         args.input_size)
     model.scales = args.scales

@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Train PSPNet with data parallelism over MPI processes (ChainerMN).
 
-    mpiexec -n N python3 train_multi.py --dataset cityscapes|ade20k
+    mpiexec -n N python3 train_multi.py --dataset cityscapes|ade20k|PATH.json
         --model pspnet_resnet50|pspnet_resnet101 [--data-dir D] [--lr 1e-2]
         [--batchsize 2] [--out result] [--iteration I] [--communicator C]
         [--crop-size N] [--device auto|gpu|cpu]
         [--pretrained-model imagenet|PATH|none] [--resume [SNAPSHOT]]
-        [--snapshot-interval N] [--val-interval N]
+        [--snapshot-interval N] [--val-interval N] [--class-weight FILE|median]
 
 ChainerCV's recipe: one GPU per process (CPU processes without GPUs),
 batch normalization over all processes, momentum SGD with a polynomial
@@ -17,6 +17,7 @@ demo.py and eval_semantic_segmentation.py load.
 """
 
 from pspnet import flags
+from pspnet.datasets import description
 from pspnet import models
 from pspnet import mpi
 from pspnet.errors import ArgumentParser
@@ -26,8 +27,8 @@ from pspnet.training import run
 
 def parse_args(argv=None):
     parser = ArgumentParser(
-        description='Train PSPNet on Cityscapes or ADE20K with ChainerMN '
-        '(start with mpiexec -n N).')
+        description='Train PSPNet on Cityscapes, ADE20K or a dataset '
+        'description PATH.json with ChainerMN (start with mpiexec -n N).')
     parser.add_argument('--dataset', required=True,
                         type=flags.training_dataset,
                         metavar=flags.dataset_names(training=True))
@@ -44,15 +45,19 @@ def parse_args(argv=None):
     parser.add_argument('--out', default='result',
                         help='output folder (default result)')
     parser.add_argument('--iteration', type=flags.positive_int,
-                        help='iterations (default: the recipe\'s, {})'
-                        .format(flags.dataset_defaults('iterations')))
+                        help='iterations (default: the recipe\'s, {}; for '
+                        'PATH.json its "iterations", else {})'.format(
+                            flags.dataset_defaults('iterations'),
+                            description.DEFAULT_ITERATIONS))
     parser.add_argument('--communicator', choices=mpi.COMMUNICATORS,
                         help='ChainerMN communicator (default: pure_nccl '
                         'with GPUs, naive on CPUs)')
     parser.add_argument('--crop-size', type=flags.input_size, metavar='N',
                         help='training crop and network input size '
-                        '(default: {})'.format(
-                            flags.dataset_defaults('input_size', training=True)))
+                        '(default: {}; for PATH.json its "input_size", else '
+                        '{})'.format(
+                            flags.dataset_defaults('input_size', training=True),
+                            description.DEFAULT_INPUT_SIZE))
     parser.add_argument('--device', choices=('auto', 'gpu', 'cpu'),
                         default='auto',
                         help='auto (default): one GPU per process when '
@@ -83,6 +88,13 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=flags.non_negative_int, default=0,
                         help='seed of the split of the data over the '
                         'processes (default 0)')
+    parser.add_argument('--class-weight', type=flags.class_weight,
+                        metavar='FILE|median',
+                        help='weigh each class in the main and auxiliary '
+                        'loss: FILE holds one weight per class (a JSON list '
+                        'or one number per line), median computes '
+                        'median-frequency weights from the training labels '
+                        '(default: all 1)')
     parser.add_argument('--no-progress', dest='progress',
                         action='store_false', help='no progress bar')
     return parser.parse_args(argv)

@@ -80,7 +80,9 @@ def scales(text):
 
 
 def dataset(text):
-    """The name of a dataset of :mod:`pspnet.datasets.registry`."""
+    """The name of a dataset of :mod:`pspnet.datasets.registry`, or a
+    dataset description ``PATH.json`` (read and checked here; its name is
+    the file's absolute path)."""
     try:
         return registry.lookup(text).name
     except UserError as e:
@@ -101,8 +103,9 @@ def training_dataset(text):
 
 def dataset_names(training=False):
     """Names for a flag's help and metavar."""
-    return '|'.join(spec.name for spec in registry.DATASETS.values()
-                    if not training or spec.iterations is not None)
+    return '|'.join([spec.name for spec in registry.DATASETS.values()
+                     if not training or spec.iterations is not None]
+                    + ['PATH.json'])
 
 
 def dataset_defaults(attribute, training=False):
@@ -113,3 +116,16 @@ def dataset_defaults(attribute, training=False):
         for spec in registry.DATASETS.values()
         if getattr(spec, attribute) is not None
         and (not training or spec.iterations is not None))
+
+
+def class_weight(text):
+    """``median`` or a file of class weights (a JSON list, or one number
+    per line): ``'median'`` or a tuple of floats; their count is checked
+    against the dataset later."""
+    from pspnet.training import class_weights
+    if text == class_weights.MEDIAN:
+        return text
+    try:
+        return class_weights.read_class_weight_file(text)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e))

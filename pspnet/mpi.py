@@ -223,6 +223,15 @@ def shard_indices(n, comm, equal_length=False):
     return range(begin, end)
 
 
+def local_block(n, comm):
+    """This process's contiguous share of ``range(n)`` (sizes differ by at
+    most one, no index twice), computed without communicating, so it may
+    be used inside :func:`agree`."""
+    if comm is None:
+        return range(n)
+    return range(n * comm.rank // comm.size, n * (comm.rank + 1) // comm.size)
+
+
 def sum_over_processes(array, comm):
     """Element-wise sum of an int64 numpy array over all processes.
 

@@ -233,6 +233,12 @@ class WeightPlan(collections.namedtuple('WeightPlan', (
 
 
 def _class_count_conflict(source, found, n_class, dataset, preset):
+    if dataset is not None and dataset.name.endswith('.json'):
+        return UserError(
+            'the weights {!r} have {} classes but the dataset file {} lists '
+            '{}; pass weights trained on it (train_multi.py --dataset {}) or '
+            'the dataset file of those weights'.format(
+                source, found, dataset.name, n_class, dataset.name))
     if dataset is not None:
         return UserError(
             'the weights {!r} have {} classes but {} has {}; pass weights '

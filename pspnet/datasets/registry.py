@@ -17,6 +17,7 @@ import collections
 from pspnet.datasets.ade20k import ADE20KSemanticSegmentationDataset
 from pspnet.datasets.ade20k_labels import ade20k_semantic_segmentation_label_colors  # NOQA
 from pspnet.datasets.ade20k_labels import ade20k_semantic_segmentation_label_names  # NOQA
+from pspnet.datasets import description
 from pspnet.datasets.cityscapes import CityscapesSemanticSegmentationDataset
 from pspnet.datasets.cityscapes_labels import cityscapes_semantic_segmentation_label_colors  # NOQA
 from pspnet.datasets.cityscapes_labels import cityscapes_semantic_segmentation_label_names  # NOQA
@@ -114,16 +115,21 @@ DATASETS = collections.OrderedDict((spec.name, spec) for spec in (
 
 
 def lookup(name):
-    """The dataset called ``name`` (a :class:`DatasetSpec` passes through).
+    """The dataset called ``name`` (a :class:`DatasetSpec` passes through);
+    a path ending in ``.json`` is a user's dataset description
+    (:func:`pspnet.datasets.description.load_description`).
 
     Raises:
         UserError: No dataset of that name.
     """
     if isinstance(name, DatasetSpec):
         return name
+    if description.is_description_path(name):
+        return description.load_description(name)
     if name not in DATASETS:
-        raise UserError('unknown dataset {!r}; choose one of {}'.format(
-            name, ', '.join(DATASETS)))
+        raise UserError('unknown dataset {!r}; choose one of {} or pass a '
+                        'dataset description PATH.json'.format(
+                            name, ', '.join(DATASETS)))
     return DATASETS[name]
 
 

@@ -23,6 +23,7 @@ from pspnet import device
 from pspnet import models
 from pspnet import mpi
 from pspnet.errors import UserError
+from pspnet.training import class_weights
 from pspnet.training import extensions
 from pspnet.training import initial_weights
 from pspnet.training import loader
@@ -68,6 +69,10 @@ def resolve_config(options):
     if config.get('iteration') is None:
         config['iteration'] = spec.iterations
     config['n_class'] = spec.n_class
+    weight = config.get('class_weight')
+    if weight is not None and weight != class_weights.MEDIAN:
+        config['class_weight'] = list(class_weights.check_class_weights(
+            weight, '--class-weight', spec.n_class))
     return config
 
 
@@ -133,6 +138,15 @@ def _prepare(config, kind, comm):
     spec = registry.lookup(config['dataset'])
     s.train = spec.get('train', config['data_dir'])
     s.val = spec.get('val', config['data_dir'])
+    # Label values are checked up front (described datasets, cached), and
+    # counted for median-frequency weights; each process does its share.
+    s.label_totals = None
+    if (hasattr(s.train, 'check_labels')
+            or config.get('class_weight') == class_weights.MEDIAN):
+        s.label_totals = class_weights.count_pixels(
+            s.train, mpi.local_block(len(s.train), comm))
+    if hasattr(s.val, 'check_labels'):
+        s.val.check_labels(mpi.local_block(len(s.val), comm))
 
     model = models.model_class(config['model'])(
         n_class=config['n_class'], input_size=config['crop_size'])
@@ -155,8 +169,13 @@ def _build_trainer(config, s, comm):
     n_iter = config['iteration']
     is_root = comm.rank == 0
 
+    weight = config.get('class_weight')
+    if weight == class_weights.MEDIAN:
+        weight = class_weights.median_frequency_weights(
+            mpi.sum_over_processes(s.label_totals, comm))
+    config['class_weights'] = None if weight is None else list(weight)
     train_chain = replicas.to_multi_node_batch_normalization(
-        TrainChain(s.model), comm)
+        TrainChain(s.model, class_weight=weight), comm)
     model = train_chain.model
     train_chain.to_device(s.device)
 
@@ -219,6 +238,11 @@ def _describe(config, s, comm, kind, n_loaders):
         'start: {}; {} loader process(es) per process; output in {}'.format(
             s.initial_weights, n_loaders, config['out']),
     ]
+    if config.get('class_weights') is not None:
+        lines.append('class weights ({}): {}'.format(
+            'median frequency' if config['class_weight']
+            == class_weights.MEDIAN else 'given', ', '.join(
+                '{:.3g}'.format(w) for w in config['class_weights'])))
     if s.resume_path is not None:
         lines.append('resuming at iteration {} from {}'.format(
             s.resume_iteration, s.resume_path))
@@ -257,7 +281,8 @@ def train(options):
             ``iteration``, ``communicator``, ``crop_size``, ``device``,
             ``pretrained_model``, ``resume``, ``snapshot_interval``,
             ``val_interval``, ``log_interval``, ``keep_snapshots``,
-            ``loaderjob``, ``seed``, ``progress``.
+            ``loaderjob``, ``seed``, ``progress``, ``class_weight``
+            (None, ``'median'`` or a sequence of floats).
 
     Returns:
         str or None: On rank 0 the path of the final model, else None.

@@ -4,6 +4,7 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 from chainer import initializers
+import numpy as np
 
 from pspnet.links import Conv2DBNActiv
 from pspnet.training.augmentation import IGNORE_LABEL
@@ -24,7 +25,8 @@ class TrainChain(chainer.Chain):
 
     The loss is ``main + aux_weight * aux``, both softmax cross entropies of
     the logits upsampled (bilinear) to the input size, ignoring
-    :data:`~pspnet.training.augmentation.IGNORE_LABEL`. It reports ``loss``,
+    :data:`~pspnet.training.augmentation.IGNORE_LABEL`, pixels weighted
+    by ``class_weight`` of their class when given. It reports ``loss``,
     ``main_loss`` and ``aux_loss``.
 
     Args:
@@ -33,6 +35,8 @@ class TrainChain(chainer.Chain):
         dropout_ratio (float): Dropout before both classifiers (0.1).
         initialW (callable): Initializer of the auxiliary convolutions;
             He normal by default.
+        class_weight (sequence of float or None): (n_class,) weight of each
+            class in both cross entropies (None: all 1).
 
     Call:
         imgs: (B, 3, H, W) float32 mean-subtracted RGB. labels: (B, H, W)
@@ -40,8 +44,15 @@ class TrainChain(chainer.Chain):
     """
 
     def __init__(self, model, aux_weight=0.4, dropout_ratio=0.1,
-                 initialW=None):
+                 initialW=None, class_weight=None):
         super(TrainChain, self).__init__()
+        if class_weight is not None:
+            class_weight = np.asarray(class_weight, dtype=np.float32)
+            if class_weight.shape != (model.n_class,):
+                raise ValueError('class_weight must have {} values'.format(
+                    model.n_class))
+        # Not a persistent value: snapshots and model files stay the same.
+        self.class_weight = class_weight
         if initialW is None:
             initialW = initializers.HeNormal()
         self.aux_weight = aux_weight
@@ -73,10 +84,12 @@ class TrainChain(chainer.Chain):
 
     def forward(self, imgs, labels):
         main, aux = self.logits(imgs)
-        main_loss = F.softmax_cross_entropy(main, labels,
-                                            ignore_label=IGNORE_LABEL)
-        aux_loss = F.softmax_cross_entropy(aux, labels,
-                                           ignore_label=IGNORE_LABEL)
+        weight = (None if self.class_weight is None
+                  else self.xp.asarray(self.class_weight))
+        main_loss = F.softmax_cross_entropy(
+            main, labels, ignore_label=IGNORE_LABEL, class_weight=weight)
+        aux_loss = F.softmax_cross_entropy(
+            aux, labels, ignore_label=IGNORE_LABEL, class_weight=weight)
         loss = main_loss + self.aux_weight * aux_loss
         chainer.report({'loss': loss, 'main_loss': main_loss,
                         'aux_loss': aux_loss}, self)

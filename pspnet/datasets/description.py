@@ -1,0 +1,531 @@
+"""A user's dataset, described by a JSON file (``--dataset PATH.json``).
+
+The file names the classes and where each split's images and label maps
+are; :func:`load_description` reads and checks it and returns a
+:class:`~pspnet.datasets.registry.DatasetSpec`, so a user's dataset is one
+more entry of the registry. Format (every path relative to the JSON
+file's folder)::
+
+    {
+      "classes": ["background", "cat", "dog"],       # required, n_class
+      "colors": [[0, 0, 0], [255, 0, 0], [0, 0, 255]],  # optional RGB
+      "ignore_label": 255,                           # optional, default 255
+      "label_map": {"0": 0, "7": 1, "9": 2},         # optional
+      "input_size": 473,                             # optional
+      "iterations": 30000,                           # optional
+      "train": {"images": "img/train", "labels": "ann/train",
+                "label_suffix": "_mask"},
+      "val": {"list": "val.txt"},
+      "test": {...}                                  # optional
+    }
+
+A folder split pairs ``images/REL/STEM.EXT`` with
+``labels/REL/STEM{label_suffix}{label_extension}`` (subfolders included);
+a list split reads lines ``IMAGE LABEL`` whose paths are relative to the
+list file's folder (or to the split's ``root``). Label maps are
+single-channel PNGs (palette PNGs read as palette indices) of class
+indices, or of the stored values of ``label_map``; ``ignore_label`` pixels
+are ignored. Everything else is refused with one line, before any work:
+see :func:`load_description` and :meth:`DescribedDataset.check_labels`.
+"""
+
+import hashlib
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+from pspnet.datasets import base
+from pspnet.errors import UserError
+
+#: Network input size (and training crop) of a described dataset whose
+#: file gives none (the one of ADE20K and VOC).
+DEFAULT_INPUT_SIZE = 473
+#: Training iterations (batch 16) of a described dataset whose file gives
+#: none: the Cityscapes recipe's.
+DEFAULT_ITERATIONS = 90000
+DEFAULT_IGNORE_LABEL = 255
+DEFAULT_IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif',
+                            '.tiff', '.webp')
+DEFAULT_LABEL_EXTENSION = '.png'
+SPLITS = ('train', 'val', 'test')
+
+_TOP_KEYS = ('classes', 'colors', 'ignore_label', 'label_map', 'input_size',
+             'iterations', 'name') + SPLITS
+_FOLDER_KEYS = ('images', 'labels', 'label_suffix', 'image_extensions',
+                'label_extension')
+_LIST_KEYS = ('list', 'root')
+# Largest value a 16-bit label PNG holds.
+_MAX_STORED = 65535
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Checker(object):
+    """Raises one-line errors about the description file ``path``."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def fail(self, message, fix='fix the dataset file'):
+        raise UserError('dataset file {}: {}; {}'.format(
+            self.path, message, fix))
+
+    def keys(self, obj, allowed, where):
+        if not isinstance(obj, dict):
+            self.fail('{} must be a JSON object, not {}'.format(
+                where, type(obj).__name__))
+        unknown = sorted(set(obj) - set(allowed))
+        if unknown:
+            self.fail('unknown key {!r} in {}'.format(unknown[0], where),
+                      'use only {}'.format(', '.join(allowed)))
+
+    def integer(self, obj, key, low, high=None):
+        value = obj[key]
+        if not _is_int(value) or value < low or (high is not None
+                                                 and value > high):
+            self.fail('{!r} must be an integer {}, not {!r}'.format(
+                key, 'of at least {}'.format(low) if high is None
+                else 'in [{}, {}]'.format(low, high), value))
+        return value
+
+    def string(self, obj, key, where):
+        value = obj[key]
+        if not isinstance(value, str) or not value:
+            self.fail('{!r} of {} must be a non-empty string, not {!r}'
+                      .format(key, where, value))
+        return value
+
+
+def _classes(check, desc):
+    if 'classes' not in desc:
+        check.fail('no "classes" list', 'add "classes": [NAME, ...]')
+    names = desc['classes']
+    if (not isinstance(names, list) or not names
+            or not all(isinstance(n, str) and n for n in names)):
+        check.fail('"classes" must be a non-empty list of non-empty strings')
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            check.fail('class name {!r} is listed twice'.format(name))
+    return tuple(names)
+
+
+def _colors(check, desc, n_class):
+    if 'colors' not in desc:
+        from pspnet.visualizations import generate_label_colors
+        return tuple(tuple(int(c) for c in rgb)
+                     for rgb in generate_label_colors(n_class))
+    colors = desc['colors']
+    if not isinstance(colors, list) or len(colors) != n_class:
+        check.fail('"colors" must list one [R, G, B] per class ({}), not {}'
+                   .format(n_class, len(colors) if isinstance(colors, list)
+                           else repr(colors)))
+    for i, rgb in enumerate(colors):
+        if (not isinstance(rgb, list) or len(rgb) != 3
+                or not all(_is_int(c) and 0 <= c <= 255 for c in rgb)):
+            check.fail('colour {} of class {!r} must be [R, G, B] with '
+                       'integers in [0, 255], not {!r}'.format(
+                           i, desc['classes'][i], rgb))
+    return tuple(tuple(rgb) for rgb in colors)
+
+
+def _lookup_table(check, desc, n_class, ignore):
+    """(V,) int32 table from stored values to class ids, -1 ignored,
+    ``n_class`` for values that are neither."""
+    if 'label_map' not in desc:
+        if ignore < n_class:
+            check.fail('ignore_label {} is also the index of class {!r}'
+                       .format(ignore, desc['classes'][ignore]),
+                       'use an ignore_label of at least {}, or a label_map'
+                       .format(n_class))
+        table = np.full(max(ignore, n_class) + 1, n_class, dtype=np.int32)
+        table[:n_class] = np.arange(n_class)
+        table[ignore] = -1
+        return table
+    mapping = desc['label_map']
+    if not isinstance(mapping, dict) or not mapping:
+        check.fail('"label_map" must be a non-empty object of "stored '
+                   'value": class index')
+    pairs = []
+    for key, value in mapping.items():
+        try:
+            stored = int(key)
+        except ValueError:
+            stored = -1
+        if not 0 <= stored <= _MAX_STORED or str(stored) != key.strip():
+            check.fail('label_map key {!r} is not a stored value (an '
+                       'integer in [0, {}])'.format(key, _MAX_STORED))
+        if stored == ignore:
+            check.fail('label_map maps the ignore_label {}'.format(ignore))
+        if not _is_int(value) or not (0 <= value < n_class
+                                      or value == ignore):
+            check.fail('label_map maps {} to {!r}, which is no class index '
+                       '(0 to {}) nor the ignore_label {}'.format(
+                           key, value, n_class - 1, ignore))
+        pairs.append((stored, -1 if value == ignore else value))
+    table = np.full(max([ignore] + [s for s, _ in pairs]) + 1, n_class,
+                    dtype=np.int32)
+    for stored, value in pairs:
+        table[stored] = value
+    table[ignore] = -1
+    return table
+
+
+def _folder_pairs(check, split, spec, root):
+    images = os.path.join(root, check.string(spec, 'images', split))
+    labels = os.path.join(root, check.string(spec, 'labels', split))
+    suffix = spec.get('label_suffix', '')
+    if not isinstance(suffix, str):
+        check.fail('"label_suffix" of {} must be a string'.format(split))
+    exts = spec.get('image_extensions', list(DEFAULT_IMAGE_EXTENSIONS))
+    if (not isinstance(exts, list) or not exts
+            or not all(isinstance(e, str) and e for e in exts)):
+        check.fail('"image_extensions" of {} must be a list of extensions '
+                   'such as ".jpg"'.format(split))
+    exts = tuple(e.lower() if e.startswith('.') else '.' + e.lower()
+                 for e in exts)
+    label_ext = spec.get('label_extension', DEFAULT_LABEL_EXTENSION)
+    if not isinstance(label_ext, str) or not label_ext:
+        check.fail('"label_extension" of {} must be a string such as '
+                   '".png"'.format(split))
+    if not label_ext.startswith('.'):
+        label_ext = '.' + label_ext
+    for what, folder in (('images', images), ('labels', labels)):
+        if not os.path.isdir(folder):
+            check.fail('{} folder {} of split {} does not exist'.format(
+                what, folder, split), 'create it or correct the path')
+
+    def walk(folder, keep):
+        found = {}
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames.sort()
+            for name in sorted(filenames):
+                stem, ext = os.path.splitext(name)
+                key = keep(stem, ext.lower())
+                if key is None:
+                    continue
+                rel = os.path.relpath(os.path.join(dirpath, key), folder)
+                path = os.path.join(dirpath, name)
+                if rel in found:
+                    check.fail('{} and {} have the same stem in split {}'
+                               .format(found[rel], path, split),
+                               'keep one file per stem')
+                found[rel] = path
+        return found
+
+    img_files = walk(images, lambda stem, ext: stem if ext in exts
+                     else None)
+    label_files = walk(labels, lambda stem, ext: stem[:len(stem)
+                       - len(suffix)] if ext == label_ext.lower()
+                       and stem.endswith(suffix) and len(stem) > len(suffix)
+                       else None)
+    if not img_files:
+        check.fail('no {} images in {} (split {})'.format(
+            '/'.join(exts), images, split), 'add images or set '
+            '"image_extensions"')
+    for rel in sorted(img_files):
+        if rel not in label_files:
+            check.fail('image {} has no label {} (split {})'.format(
+                img_files[rel], os.path.join(labels, rel + suffix
+                                             + label_ext), split),
+                'add the label map or remove the image')
+    for rel in sorted(label_files):
+        if rel not in img_files:
+            check.fail('label {} has no image in {} (split {})'.format(
+                label_files[rel], images, split),
+                'add the image or remove the label map')
+    keys = sorted(img_files)
+    return [img_files[k] for k in keys], [label_files[k] for k in keys]
+
+
+def _list_pairs(check, split, spec, root):
+    list_path = os.path.join(root, check.string(spec, 'list', split))
+    if not os.path.isfile(list_path):
+        check.fail('list file {} of split {} does not exist'.format(
+            list_path, split), 'create it or correct the path')
+    base_dir = os.path.dirname(list_path)
+    if 'root' in spec:
+        base_dir = os.path.join(root, check.string(spec, 'root', split))
+        if not os.path.isdir(base_dir):
+            check.fail('root folder {} of split {} does not exist'.format(
+                base_dir, split))
+    img_paths, label_paths, seen = [], [], {}
+    with open(list_path) as f:
+        for number, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            where = '{} line {}'.format(list_path, number)
+            if len(fields) != 2:
+                check.fail('{} has {} field(s), not "IMAGE LABEL"'.format(
+                    where, len(fields)), 'write one image and its label '
+                    'per line, separated by a space')
+            img, label = (os.path.join(base_dir, p) for p in fields)
+            if img in seen:
+                check.fail('{} lists image {} again (first on line {})'
+                           .format(where, fields[0], seen[img]))
+            seen[img] = number
+            if not os.path.isfile(img):
+                check.fail('{}: image {} does not exist'.format(where, img),
+                           'correct the list (paths are relative to {})'
+                           .format(base_dir))
+            if not os.path.isfile(label):
+                check.fail('{}: image {} has no label {}'.format(
+                    where, fields[0], label), 'correct the list (paths are '
+                    'relative to {})'.format(base_dir))
+            img_paths.append(img)
+            label_paths.append(label)
+    if not img_paths:
+        check.fail('list file {} of split {} lists no images'.format(
+            list_path, split))
+    return img_paths, label_paths
+
+
+class _Description(object):
+    """The checked content of a description file."""
+
+    def __init__(self, path):
+        self.path = os.path.abspath(path)
+        check = _Checker(path)
+        self.check = check
+        if not os.path.isfile(path):
+            raise UserError('dataset file {} does not exist; pass the path '
+                            'of a dataset description .json (see README, '
+                            '"Your own data")'.format(path))
+        try:
+            with open(path, encoding='utf-8') as f:
+                desc = json.load(f)
+        except (ValueError, UnicodeDecodeError) as e:
+            check.fail('not valid JSON ({})'.format(e))
+        except OSError as e:
+            raise UserError('cannot read dataset file {} ({})'.format(
+                path, e))
+        check.keys(desc, _TOP_KEYS, 'the file')
+        self.label_names = _classes(check, desc)
+        n_class = len(self.label_names)
+        self.label_colors = _colors(check, desc, n_class)
+        self.ignore_label = (check.integer(desc, 'ignore_label', 0,
+                                           _MAX_STORED)
+                             if 'ignore_label' in desc
+                             else DEFAULT_IGNORE_LABEL)
+        self.table = _lookup_table(check, desc, n_class, self.ignore_label)
+        if 'label_map' in desc:
+            stored = sorted(int(k) for k in desc['label_map'])
+            self.label_values = 'the label_map\'s values {}{} and {} to ' \
+                'ignore'.format(', '.join(str(v) for v in stored[:8]),
+                                ', ...' if len(stored) > 8 else '',
+                                self.ignore_label)
+        else:
+            self.label_values = '0 to {} for the classes, {} to ignore'.format(
+                n_class - 1, self.ignore_label)
+        from pspnet.links.pspnet import MIN_INPUT_SIZE
+        self.input_size = (check.integer(desc, 'input_size', MIN_INPUT_SIZE)
+                           if 'input_size' in desc else DEFAULT_INPUT_SIZE)
+        self.iterations = (check.integer(desc, 'iterations', 1)
+                           if 'iterations' in desc else DEFAULT_ITERATIONS)
+        if 'name' in desc:
+            check.string(desc, 'name', 'the file')
+        self.splits = {}
+        for split in SPLITS:
+            if split not in desc:
+                continue
+            spec = desc[split]
+            if isinstance(spec, dict) and 'list' in spec:
+                check.keys(spec, _LIST_KEYS, 'split ' + split)
+            else:
+                check.keys(spec, _FOLDER_KEYS, 'split ' + split)
+                for key in ('images', 'labels'):
+                    if key not in spec:
+                        check.fail('split {} has no {!r} folder'.format(
+                            split, key), 'give "images" and "labels" '
+                            'folders, or a "list" file')
+            self.splits[split] = spec
+        if not self.splits:
+            check.fail('no split', 'add "train" and "val" (and optionally '
+                       '"test")')
+        self.signature = hashlib.sha1(json.dumps(
+            [self.path, n_class, self.ignore_label,
+             self.table.tolist()]).encode()).hexdigest()[:16]
+
+    def pairs(self, split, data_dir):
+        if split not in self.splits:
+            self.check.fail('no {!r} split'.format(split), 'add one, or use '
+                            'one of {}'.format(', '.join(sorted(
+                                self.splits))))
+        root = (os.path.dirname(self.path) if data_dir in (None, 'auto')
+                else data_dir)
+        spec = self.splits[split]
+        if 'list' in spec:
+            return _list_pairs(self.check, split, spec, root)
+        return _folder_pairs(self.check, split, spec, root)
+
+
+class DescribedDataset(base.SegmentationDataset):
+    """One split of a described dataset.
+
+    Each item is ``(img, label)``:
+
+    * img: (3, H, W) float32 RGB, values in [0, 255].
+    * label: (H, W) int32 class ids in [0, n_class - 1], -1 for the
+      ignore_label (and values that ``label_map`` maps to it).
+
+    Building it checks the layout (folders, list files, pairing); the
+    label values are checked by :meth:`check_labels`.
+    """
+
+    def __init__(self, description, split, data_dir='auto'):
+        self._desc = description
+        self.split = split
+        self.img_paths, self.label_paths = description.pairs(split, data_dir)
+        self.n_class = len(description.label_names)
+        self.label_values = description.label_values
+        self.fix = 'correct the label map or the dataset file {}'.format(
+            description.path)
+
+    @property
+    def table(self):
+        return self._desc.table
+
+    def convert_label(self, raw):
+        table = self.table
+        inside = raw < len(table)
+        return np.where(inside, table[np.where(inside, raw, 0)],
+                        self.n_class).astype(np.int32)
+
+    def _check_one(self, i):
+        """Pixel counts of the i-th label map after checking it."""
+        path = self.label_paths[i]
+        raw = base.read_label_image(path)
+        label = self.convert_label(raw)
+        base.check_label(label, raw, self.n_class, path, self.label_values,
+                         self.fix)
+        try:
+            with Image.open(self.img_paths[i]) as f:
+                width, height = f.size
+        except (OSError, SyntaxError, ValueError):
+            # Damaged images are reported in one line when read.
+            width, height = label.shape[1], label.shape[0]
+        if (height, width) != label.shape:
+            raise UserError(
+                'label image {} is {}x{} but its image {} is {}x{}; each '
+                'label map must have its image\'s size ({})'.format(
+                    path, label.shape[1], label.shape[0],
+                    self.img_paths[i], width, height, self.fix))
+        return np.bincount(label[label >= 0].ravel(),
+                           minlength=self.n_class).tolist()
+
+    def check_labels(self, indices=None):
+        """Check the label maps of ``indices`` (default: all) and count
+        their pixels per class.
+
+        Every label value must be a class (through ``label_map``) or the
+        ignore_label, and every label map must have its image's size. The
+        result of each file is cached in Chainer's dataset folder
+        (``pfnet/chainercv/label_checks``) under the file's size and
+        modification time, so repeated runs read only changed files.
+
+        Args:
+            indices (iterable of int): Items to check.
+
+        Returns:
+            numpy.ndarray: (2, n_class) int64: row 0 the pixels of each
+            class, row 1 the labelled (not ignored) pixels of the images
+            in which the class appears (for median-frequency weights).
+
+        Raises:
+            UserError: The first bad file, naming it and the value.
+        """
+        if indices is None:
+            indices = range(len(self))
+        cache_path = _cache_path(self._desc.signature)
+        cache = _read_cache(cache_path)
+        changed = False
+        totals = np.zeros((2, self.n_class), dtype=np.int64)
+        for i in indices:
+            key = os.path.abspath(self.label_paths[i])
+            stamp = [_stamp(self.label_paths[i]), _stamp(self.img_paths[i])]
+            entry = cache.get(key)
+            if entry is None or entry[0] != stamp:
+                entry = [stamp, self._check_one(i)]
+                cache[key] = entry
+                changed = True
+            counts = np.asarray(entry[1], dtype=np.int64)
+            totals[0] += counts
+            totals[1] += np.where(counts > 0, counts.sum(), 0)
+        if changed:
+            _write_cache(cache_path, cache)
+        return totals
+
+
+def _stamp(path):
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _cache_path(signature):
+    from pspnet.cache import cache_directory
+    return os.path.join(cache_directory('label_checks'), signature + '.json')
+
+
+def _read_cache(path):
+    try:
+        with open(path) as f:
+            cache = json.load(f)
+        return cache if isinstance(cache, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(path, cache):
+    from pspnet.atomic import save_json_atomic
+    try:
+        save_json_atomic(path, cache)
+    except OSError:
+        pass  # the cache only saves time
+
+
+_LOADED = {}
+
+
+def load_description(path):
+    """Read and check a dataset description file.
+
+    Args:
+        path (str): The ``.json`` file.
+
+    Returns:
+        pspnet.datasets.registry.DatasetSpec: Named by the file's absolute
+        path; ``reader(split, data_dir)`` returns a
+        :class:`DescribedDataset` (``data_dir`` 'auto': paths relative to
+        the file's folder, else to ``data_dir``). Loaded once per file
+        version.
+
+    Raises:
+        UserError: The file is missing, not JSON, has an unknown key, a
+        value of the wrong type, ... (one line naming the file).
+    """
+    from pspnet.datasets.registry import DatasetSpec
+    abspath = os.path.abspath(path)
+    try:
+        stamp = _stamp(abspath)
+    except OSError:
+        stamp = None
+    key = (abspath, tuple(stamp) if stamp else None)
+    if key not in _LOADED:
+        desc = _Description(path)
+        _LOADED[key] = DatasetSpec(
+            name=abspath, label_names=desc.label_names,
+            label_colors=desc.label_colors,
+            reader=lambda split, data_dir: DescribedDataset(desc, split,
+                                                            data_dir),
+            input_size=desc.input_size, iterations=desc.iterations,
+            weights={})
+    return _LOADED[key]
+
+
+def is_description_path(name):
+    """True for a ``--dataset`` value naming a description file."""
+    return isinstance(name, str) and name.lower().endswith('.json')
