@@ -227,3 +227,80 @@ MAKERS = {'cityscapes': make_cityscapes, 'ade20k': make_ade20k,
 def make_dataset(name, root, **kwargs):
     """``make_cityscapes``, ``make_ade20k`` or ``make_voc`` by name."""
     return MAKERS[name](root, **kwargs)
+
+
+def make_own_dataset(root, layout='folders', classes=('background', 'cat',
+                                                      'dog'),
+                     n_images=3, size=(64, 96), palette=True,
+                     label_map=None, ignore_label=255, label_suffix='_mask',
+                     colors=None, splits=('train', 'val'), learnable=True,
+                     extra=None, seed=0):
+    """Write a dataset described by ``root/dataset.json``.
+
+    Args:
+        root (str): Folder to create the dataset in.
+        layout ({'folders', 'list'}): ``images/{split}/*.jpg`` with
+            ``labels/{split}/*{label_suffix}.png``, or the same files listed
+            in ``lists/{split}.txt`` (paths relative to ``lists``).
+        classes (tuple of str): Class names.
+        n_images (int): Images per split.
+        size (tuple of ints): (height, width).
+        palette (bool): Palette PNG labels (VOC's palette), else 8-bit grey.
+        label_map (dict or None): Class index to the value stored in the
+            files (written to the description as stored value -> index).
+        ignore_label (int): Stored value of ignored pixels.
+        label_suffix (str): Suffix of label stems (folder layout).
+        colors (list or None): ``colors`` of the description.
+        splits (tuple of str): Splits to write.
+        learnable (bool): Colour pixels by class (see module docstring).
+        extra (dict or None): More keys of the description.
+        seed (int): Random seed.
+
+    Returns:
+        str: The path of ``dataset.json``.
+    """
+    import json
+    rng = np.random.RandomState(seed)
+    n_class = len(classes)
+    stored = {c: (label_map or {}).get(c, c) for c in range(n_class)}
+    colors_of = {stored[c]: voc_palette[(c + 1) % 256] for c in range(n_class)}
+    desc = {'classes': list(classes)}
+    if colors is not None:
+        desc['colors'] = colors
+    if ignore_label != 255:
+        desc['ignore_label'] = ignore_label
+    if label_map is not None:
+        desc['label_map'] = {str(v): c for c, v in stored.items()}
+    for split in splits:
+        rows = []
+        for k in range(n_images):
+            stem = '{}_{:03d}'.format(split, k)
+            raw = _block_labels(rng, size, list(stored.values()),
+                                [ignore_label])
+            img_rel = os.path.join('images', split, stem + '.jpg')
+            label_rel = os.path.join('labels', split,
+                                     stem + label_suffix + '.png')
+            _write_rgb(os.path.join(root, img_rel),
+                       _image_for(rng, raw, colors_of, learnable))
+            if palette:
+                _write_palette(os.path.join(root, label_rel), raw,
+                               voc_palette)
+            else:
+                _write_gray(os.path.join(root, label_rel), raw)
+            rows.append((img_rel, label_rel))
+        if layout == 'list':
+            os.makedirs(os.path.join(root, 'lists'), exist_ok=True)
+            with open(os.path.join(root, 'lists', split + '.txt'), 'w') as f:
+                for img_rel, label_rel in rows:
+                    f.write('../{} ../{}\n'.format(img_rel, label_rel))
+            desc[split] = {'list': 'lists/{}.txt'.format(split)}
+        else:
+            desc[split] = {'images': 'images/' + split,
+                           'labels': 'labels/' + split}
+            if label_suffix:
+                desc[split]['label_suffix'] = label_suffix
+    desc.update(extra or {})
+    path = os.path.join(root, 'dataset.json')
+    with open(path, 'w') as f:
+        json.dump(desc, f, indent=2)
+    return path

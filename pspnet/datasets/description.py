@@ -263,7 +263,8 @@ def _list_pairs(check, split, spec, root):
                 check.fail('{} has {} field(s), not "IMAGE LABEL"'.format(
                     where, len(fields)), 'write one image and its label '
                     'per line, separated by a space')
-            img, label = (os.path.join(base_dir, p) for p in fields)
+            img, label = (os.path.normpath(os.path.join(base_dir, p))
+                          for p in fields)
             if img in seen:
                 check.fail('{} lists image {} again (first on line {})'
                            .format(where, fields[0], seen[img]))
