@@ -10,7 +10,7 @@ file's folder)::
       "classes": ["background", "cat", "dog"],       # required, n_class
       "colors": [[0, 0, 0], [255, 0, 0], [0, 0, 255]],  # optional RGB
       "ignore_label": 255,                           # optional, default 255
-      "label_map": {"0": 0, "7": 1, "9": 2},         # optional
+      "label_map": {"0": 0, "7": 1, "9": 2, "4": -1},  # optional
       "input_size": 473,                             # optional
       "iterations": 30000,                           # optional
       "train": {"images": "img/train", "labels": "ann/train",
@@ -160,12 +160,11 @@ def _lookup_table(check, desc, n_class, ignore):
                        'integer in [0, {}])'.format(key, _MAX_STORED))
         if stored == ignore:
             check.fail('label_map maps the ignore_label {}'.format(ignore))
-        if not _is_int(value) or not (0 <= value < n_class
-                                      or value == ignore):
+        if not _is_int(value) or not -1 <= value < n_class:
             check.fail('label_map maps {} to {!r}, which is no class index '
-                       '(0 to {}) nor the ignore_label {}'.format(
-                           key, value, n_class - 1, ignore))
-        pairs.append((stored, -1 if value == ignore else value))
+                       '(0 to {}) nor -1 (ignored)'.format(
+                           key, value, n_class - 1))
+        pairs.append((stored, value))
     table = np.full(max([ignore] + [s for s, _ in pairs]) + 1, n_class,
                     dtype=np.int32)
     for stored, value in pairs:
