@@ -50,6 +50,11 @@ def build_model(model='pspnet_resnet101', dataset=None, pretrained_model=None,
     spec = registry.lookup(dataset) if dataset is not None else None
     if pretrained_model is None:
         spec = spec or registry.lookup('cityscapes')
+        if cls._n_layer not in spec.weights and spec.name.endswith('.json'):
+            raise UserError(
+                'a described dataset ({}) has no published weights; pass '
+                '--pretrained-model FILE.npz, such as the model_final.npz '
+                'of train_multi.py --dataset {}'.format(spec.name, spec.name))
         if cls._n_layer not in spec.weights:
             raise UserError(
                 'no published {} weights; convert a caffemodel with '
