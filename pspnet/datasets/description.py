@@ -247,7 +247,8 @@ def _list_pairs(check, split, spec, root):
             list_path, split), 'create it or correct the path')
     base_dir = os.path.dirname(list_path)
     if 'root' in spec:
-        base_dir = os.path.join(root, check.string(spec, 'root', split))
+        base_dir = os.path.normpath(os.path.join(
+            root, check.string(spec, 'root', split)))
         if not os.path.isdir(base_dir):
             check.fail('root folder {} of split {} does not exist'.format(
                 base_dir, split))
