@@ -131,7 +131,7 @@ def _prepare(config, kind, comm):
         s.resume_iteration = info['iteration']
 
     spec = registry.lookup(config['dataset'])
-    s.train = spec.get('train', config['data_dir'])
+    s.train = spec.get(spec.train_split, config['data_dir'])
     s.val = spec.get('val', config['data_dir'])
 
     model = models.model_class(config['model'])(
