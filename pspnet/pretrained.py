@@ -297,9 +297,10 @@ def resolve_weights(n_layer, pretrained_model=None, n_class=None,
         spec = registry.DATASETS[pretrained_model]
         if n_layer not in spec.weights:
             raise UserError(
-                'no published {} weights for ResNet{}; pass an .npz file '
-                '(convert a caffemodel with caffe2npz.py or train a model) '
-                'or one of {}'.format(spec.name, n_layer, ', '.join(presets)))
+                'no published {0} weights for ResNet{1}; pass an .npz file '
+                '(convert a caffemodel with caffe2npz.py or train one with '
+                'train_multi.py --dataset {0}) or one of {2}'.format(
+                    spec.name, n_layer, ', '.join(presets)))
         weights_dataset = spec
         if n_class is not None and n_class != spec.n_class:
             if not training:
