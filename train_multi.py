@@ -26,8 +26,8 @@ from pspnet.training import run
 
 def parse_args(argv=None):
     parser = ArgumentParser(
-        description='Train PSPNet on Cityscapes, ADE20K or VOC (SBD train_aug) with ChainerMN '
-        '(start with mpiexec -n N).')
+        description='Train PSPNet on Cityscapes, ADE20K or VOC (SBD '
+        'train_aug) with ChainerMN (start with mpiexec -n N).')
     parser.add_argument('--dataset', required=True,
                         type=flags.training_dataset,
                         metavar=flags.dataset_names(training=True))
