@@ -160,6 +160,14 @@ def test_damaged_sbd_files_are_one_line(tree, tmp_path):
     scipy.io.savemat(path, {'GTcls': {'Segmentation': np.zeros(
         (2, 2, 3), np.uint8)}})
     assert 'not an integer label map' in error()
+    scipy.io.savemat(path, {'GTcls': {'Segmentation': np.full(
+        tree['sbd_labels'][own].shape, 0.5)}})
+    assert 'not an integer label map' in error()
+    # MATLAB's doubles are taken when they are whole numbers.
+    scipy.io.savemat(path, {'GTcls': {'Segmentation': tree['sbd_labels'][
+        own].astype(np.float64)}})
+    np.testing.assert_array_equal(dataset[index][1], _expected_label(
+        tree['sbd_labels'][own]))
     raw = tree['sbd_labels'][own].copy()
     raw[0, 0] = 21
     dataset_factory.write_sbd_label(path, raw)

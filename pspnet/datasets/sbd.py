@@ -77,7 +77,11 @@ def read_sbd_label(path):
         raise UserError('SBD label file {} holds no GTcls.Segmentation; pass '
                         'the cls/*.mat files of {}'.format(path, URL))
     segmentation = np.asarray(segmentation)
-    if segmentation.ndim != 2 or segmentation.dtype.kind not in 'ui':
+    # SBD stores uint8; MATLAB's default double is taken when integral.
+    integral = segmentation.dtype.kind in 'ui' or (
+        segmentation.dtype.kind == 'f'
+        and np.array_equal(segmentation, np.round(segmentation)))
+    if segmentation.ndim != 2 or not integral:
         raise UserError(
             'SBD label file {}: GTcls.Segmentation is a {} array of shape {}, '
             'not an integer label map; {}'.format(
