@@ -40,6 +40,15 @@ def default_sbd_dir(voc_dir):
     return os.path.join(parent, SBD_FOLDER)
 
 
+def _scipy_io():
+    try:
+        import scipy.io
+    except ImportError:
+        raise UserError('reading SBD labels needs SciPy; install it with '
+                        'pip install -r requirements.txt')
+    return scipy.io
+
+
 def read_sbd_label(path):
     """Read an SBD class label file (``dataset/cls/{id}.mat``).
 
@@ -57,14 +66,10 @@ def read_sbd_label(path):
         UserError: SciPy is missing, or the file is missing, corrupt or
         holds no ``GTcls.Segmentation`` map.
     """
-    try:
-        import scipy.io
-    except ImportError:
-        raise UserError('reading SBD labels needs SciPy; install it with '
-                        'pip install -r requirements.txt')
+    scipy_io = _scipy_io()
     fix = 'restore it from {}'.format(URL)
     try:
-        mat = scipy.io.loadmat(path, variable_names=['GTcls'],
+        mat = scipy_io.loadmat(path, variable_names=['GTcls'],
                                squeeze_me=True, struct_as_record=False)
     except FileNotFoundError:
         raise UserError('SBD label file {} does not exist; {}'.format(
@@ -172,6 +177,8 @@ class VOCAugSemanticSegmentationDataset(base.SegmentationDataset):
                 label = os.path.join(sbd, 'cls', id_ + '.mat')
             self.label_paths.append(label)
         base.require_labels(self.img_paths, self.label_paths, fix)
+        if any(path.endswith('.mat') for path in self.label_paths):
+            _scipy_io()  # before training starts, not at the first batch
 
     def get_label(self, i):
         path = self.label_paths[i]
