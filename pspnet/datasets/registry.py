@@ -43,8 +43,8 @@ EXTRACTOR_PRESET = 'imagenet'
 
 
 class DatasetSpec(collections.namedtuple('DatasetSpec', (
-        'name', 'label_names', 'label_colors', 'reader', 'input_size', 'iterations', 'weights',
-        'train_split'), defaults=('train',))):
+        'name', 'label_names', 'label_colors', 'reader', 'input_size',
+        'iterations', 'weights', 'train_split'), defaults=('train',))):
     """The facts of one dataset.
 
     Attributes:
