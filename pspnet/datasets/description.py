@@ -443,7 +443,7 @@ class DescribedDataset(base.SegmentationDataset):
             indices = range(len(self))
         cache_path = _cache_path(self._desc.signature)
         cache = _read_cache(cache_path)
-        changed = False
+        new = {}
         totals = np.zeros((2, self.n_class), dtype=np.int64)
         for i in indices:
             key = os.path.abspath(self.label_paths[i])
@@ -451,13 +451,12 @@ class DescribedDataset(base.SegmentationDataset):
             entry = cache.get(key)
             if entry is None or entry[0] != stamp:
                 entry = [stamp, self._check_one(i)]
-                cache[key] = entry
-                changed = True
+                new[key] = entry
             counts = np.asarray(entry[1], dtype=np.int64)
             totals[0] += counts
             totals[1] += np.where(counts > 0, counts.sum(), 0)
-        if changed:
-            _write_cache(cache_path, cache)
+        if new:
+            _write_cache(cache_path, new)
         return totals
 
 
@@ -480,10 +479,16 @@ def _read_cache(path):
         return {}
 
 
-def _write_cache(path, cache):
+def _write_cache(path, new):
+    """Add the entries ``new`` to the cache file (under a lock: the MPI
+    processes add their shares at the same time)."""
     from pspnet.atomic import save_json_atomic
+    from pspnet.cache import cache_lock
     try:
-        save_json_atomic(path, cache)
+        with cache_lock('label_checks'):
+            cache = _read_cache(path)
+            cache.update(new)
+            save_json_atomic(path, cache)
     except OSError:
         pass  # the cache only saves time
 
