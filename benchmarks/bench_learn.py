@@ -1,7 +1,7 @@
 """Does the training recipe learn? PSPNetResNet50 from scratch on shapes.
 
-    .venv/bin/python benchmarks/bench_learn.py [--iterations 240]
-        [--crop-size 97] [--batchsize 2] [--processes 1] [--lr 0.01]
+    .venv/bin/python benchmarks/bench_learn.py [--iterations 200]
+        [--crop-size 97] [--batchsize 4] [--processes 1] [--lr 0.01]
         [--n-train 48] [--n-val 12] [--keep DIR]
         [--json result/bench_learn.json]
 
@@ -112,9 +112,9 @@ def make_shapes_dataset(root, n_train, n_val, seed=0):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--iterations', type=int, default=240)
+    parser.add_argument('--iterations', type=int, default=200)
     parser.add_argument('--crop-size', type=int, default=97)
-    parser.add_argument('--batchsize', type=int, default=2)
+    parser.add_argument('--batchsize', type=int, default=4)
     parser.add_argument('--processes', type=int, default=1)
     parser.add_argument('--lr', type=float, default=0.01)
     parser.add_argument('--n-train', type=int, default=48)
