@@ -27,7 +27,7 @@ import numpy as np
 #: ``OPENBLAS_CORETYPE``.
 CORETYPE_VARIABLE = 'PSPNET_BLAS_CORETYPE'
 
-_ROW_MAJOR, _NO_TRANS = 101, 111
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 _lock = threading.Lock()
 _loaded = False
@@ -119,12 +119,26 @@ def _leading_dimension(array):
     return stride
 
 
+def _operand(array):
+    """``(transpose flag, leading dimension)`` of a GEMM operand whose rows
+    or (transposed) columns are contiguous, or None."""
+    ld = _leading_dimension(array)
+    if ld is not None:
+        return _NO_TRANS, ld
+    if array.ndim == 2 and array.shape[0] > 1:
+        ld = _leading_dimension(array.T)
+        if ld is not None:
+            return _TRANS, ld
+    return None
+
+
 def gemm(a, b, out, beta=0.0):
     """``out = a @ b + beta * out`` in float32.
 
     Args:
-        a (numpy.ndarray): (M, K) float32.
-        b (numpy.ndarray): (K, N) float32.
+        a (numpy.ndarray): (M, K) float32, its rows contiguous or (a
+            transposed view) its columns.
+        b (numpy.ndarray): (K, N) float32, likewise.
         out (numpy.ndarray): (M, N) float32, overlapping neither ``a`` nor
             ``b``; its rows may be slices of longer rows.
         beta (float): 0 overwrites ``out``; 1 adds the product to it.
@@ -137,8 +151,9 @@ def gemm(a, b, out, beta=0.0):
         raise ValueError('gemm: shapes {}, {} and out {} do not match'
                          .format(a.shape, b.shape, out.shape))
     sgemm = _cblas_sgemm()
-    dims = [_leading_dimension(x) for x in (a, b, out)]
-    if sgemm is None or None in dims or 0 in (m, n, k):
+    operands = [_operand(a), _operand(b)]
+    ldc = _leading_dimension(out)
+    if sgemm is None or None in operands or ldc is None or 0 in (m, n, k):
         if beta == 0:
             np.matmul(a, b, out=out)
         elif beta == 1:
@@ -147,7 +162,7 @@ def gemm(a, b, out, beta=0.0):
             out *= np.float32(beta)
             out += a @ b
         return out
-    lda, ldb, ldc = dims
-    sgemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, m, n, k, 1.0, a.ctypes.data,
+    (trans_a, lda), (trans_b, ldb) = operands
+    sgemm(_ROW_MAJOR, trans_a, trans_b, m, n, k, 1.0, a.ctypes.data,
           lda, b.ctypes.data, ldb, float(beta), out.ctypes.data, ldc)
     return out
