@@ -21,6 +21,8 @@ import ctypes
 import os
 import threading
 
+from pspnet.inference import threads
+
 import numpy as np
 
 #: Names this library's kernels for the fast path, in place of
@@ -32,6 +34,7 @@ _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _lock = threading.Lock()
 _loaded = False
 _sgemm = None
+_set_threads = _get_threads = None
 _description = 'numpy.matmul'
 
 
@@ -93,6 +96,17 @@ def _cblas_sgemm():
                     config().decode().split(' DYNAMIC_ARCH')[0],
                     corename().decode())
                 _sgemm = function
+                global _set_threads, _get_threads
+                _set_threads = getattr(
+                    library, 'scipy_openblas_set_num_threads', None)
+                _get_threads = getattr(
+                    library, 'scipy_openblas_get_num_threads', None)
+                if _set_threads is not None and _get_threads is not None:
+                    _set_threads.argtypes = [ctypes.c_int]
+                    _set_threads.restype = None
+                    _get_threads.restype = ctypes.c_int
+                else:
+                    _set_threads = _get_threads = None
             _loaded = True
     return _sgemm
 
@@ -166,3 +180,31 @@ def gemm(a, b, out, beta=0.0):
     sgemm(_ROW_MAJOR, trans_a, trans_b, m, n, k, 1.0, a.ctypes.data,
           lda, b.ctypes.data, ldb, float(beta), out.ctypes.data, ldc)
     return out
+
+
+def gemm_many(products):
+    """Independent GEMMs, each on one thread, spread over the threads of
+    :mod:`pspnet.inference.threads` (items taken as threads get free).
+
+    Many mid-sized GEMMs (Winograd's element-wise stage) run faster this
+    way than one after the other on all threads: no synchronization
+    inside each GEMM, and a core slowed by other work takes fewer of
+    them. The library's own threads are set to one meanwhile.
+
+    Args:
+        products (list of tuples): ``(a, b, out, beta)`` for :func:`gemm`;
+            no ``out`` may overlap another product's operands.
+    """
+    _cblas_sgemm()
+    if _set_threads is None or threads.THREADS == 1 or len(products) < 2:
+        for product in products:
+            gemm(*product)
+        return
+    with _lock:
+        previous = _get_threads()
+        _set_threads(1)
+        try:
+            threads.parallel_items(lambda i: gemm(*products[i]),
+                                   len(products))
+        finally:
+            _set_threads(previous)

@@ -30,12 +30,18 @@ transforms (entries up to 8 and 1/24) cost about one more decimal digit
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from pspnet.inference import blas
 from pspnet.inference.blas import gemm
 from pspnet.inference.threads import parallel_ranges
 
 #: Bytes of each of the transformed input and product blocks: input
 #: channels are taken in blocks, and tile rows in chunks, to stay within it.
 BLOCK_BYTES = 48 << 20
+
+#: Run the element-wise stage's GEMMs one per thread
+#: (:func:`pspnet.inference.blas.gemm_many`) rather than each on all
+#: threads.
+GEMMS_PER_THREAD = True
 
 
 def _matrices(m):
@@ -78,19 +84,23 @@ def transform_matrices(m):
     return _KRONECKER[m]
 
 
-def filter_layout(W, scale):
+def filter_layout(W, scale, out=None):
     """Weights in the layout :func:`conv3x3` takes, batch normalization's
     scale folded in.
 
     Args:
         W (numpy.ndarray): (C_out, C_in, 3, 3) float32.
         scale (numpy.ndarray): (C_out,) float32 per-channel factor.
+        out (numpy.ndarray or None): One-dimensional float32 buffer of at
+            least ``W.size`` values to write to, or None for a new array.
 
     Returns:
         numpy.ndarray: (C_in, C_out, 9) float32, C-contiguous.
     """
     out_channels, in_channels = W.shape[:2]
-    out = np.empty((in_channels, out_channels, 9), dtype=np.float32)
+    shape = (in_channels, out_channels, 9)
+    out = np.empty(shape, dtype=np.float32) if out is None else \
+        out[:W.size].reshape(shape)
     W = W.reshape(out_channels, in_channels, 9)
 
     def fold(start, stop):
@@ -99,6 +109,16 @@ def filter_layout(W, scale):
 
     parallel_ranges(fold, in_channels)
     return out
+
+
+def _transform(matrix, values, out):
+    """``out = matrix @ values`` for a small transform matrix and many
+    columns, split into column blocks over threads."""
+    n = values.shape[1]
+    parts = 4 * blas.threads.THREADS
+    bounds = [n * i // parts for i in range(parts + 1)]
+    blas.gemm_many([(matrix, values[:, s:e], out[:, s:e], 0.0)
+                    for s, e in zip(bounds[:-1], bounds[1:]) if e > s])
 
 
 def tile_grid(height, width, m, dilate):
@@ -157,19 +177,23 @@ def conv3x3(x, filters, bias, out, m, dilate, pool=None):
                     transformed = cached
                 else:
                     transformed = take((a * a, c1 - c0, out_channels))
-                    gemm(k_filter, filters[c0:c1].reshape(-1, 9).T,
-                         transformed.reshape(a * a, -1))
+                    _transform(k_filter, filters[c0:c1].reshape(-1, 9).T,
+                               transformed.reshape(a * a, -1))
                     if n_blocks == 1:
                         cached = transformed
                 tiles = _input_tiles(x, b, c0, c1, r0, r1, m, d, cols,
                                      pad_h, pad_w, take, give)
                 spectra = take((a * a, c1 - c0, n_tiles))
-                gemm(k_in, tiles.reshape(a * a, -1),
-                     spectra.reshape(a * a, -1))
+                _transform(k_in, tiles.reshape(a * a, -1),
+                           spectra.reshape(a * a, -1))
                 give(tiles)
-                for t in range(a * a):
-                    gemm(transformed[t].T, spectra[t], products[t],
-                         beta=0.0 if k == 0 else 1.0)
+                stage = [(transformed[t].T, spectra[t], products[t],
+                          0.0 if k == 0 else 1.0) for t in range(a * a)]
+                if GEMMS_PER_THREAD:
+                    blas.gemm_many(stage)
+                else:
+                    for product in stage:
+                        gemm(*product)
                 give(spectra)
                 if transformed is not cached:
                     give(transformed)
@@ -223,8 +247,8 @@ def _output_tiles(products, k_out, bias, out, b, r0, r1, m, d, cols, take,
     out_channels = products.shape[1]
     _, _, height, width = out.shape
     tiles = take((m, m, out_channels, r1 - r0, d, cols, d))
-    gemm(k_out, products.reshape(products.shape[0], -1),
-         tiles.reshape(m * m, -1))
+    _transform(k_out, products.reshape(products.shape[0], -1),
+               tiles.reshape(m * m, -1))
     # Output row (r * m + u) * d + i of sub-grid i's tile row r.
     y0 = r0 * m * d
     y1 = min(height, r1 * m * d)
