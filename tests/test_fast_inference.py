@@ -165,6 +165,20 @@ def test_winograd_matches_direct_convolution(seed, monkeypatch):
     assert relative_error(got, expected) <= (1e-6 if m == 2 else 2e-5)
 
 
+@pytest.mark.parametrize('points,m', [((0, 1, -1, 0.5, -2), 4),
+                                      ((0, 1, -1, 2, -2), 4),
+                                      ((0, 1, -1), 2), ((0, 2, -0.5), 2)])
+def test_toom_cook_transforms_compute_the_correlation(points, m):
+    bt, g, at = winograd.toom_cook(points, m)
+    rng = np.random.RandomState(19)
+    d, f = rng.randn(m + 2), rng.randn(3)
+    expected = [d[i:i + 3] @ f for i in range(m)]
+    np.testing.assert_allclose(at @ ((g @ f) * (bt @ d)), expected,
+                               rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match='points'):
+        winograd.toom_cook(points[:-1], m)
+
+
 def test_winograd_rejects_other_tiles_and_shapes():
     with pytest.raises(ValueError, match='2 or 4'):
         winograd.transform_matrices(6)

@@ -44,26 +44,54 @@ BLOCK_BYTES = 48 << 20
 GEMMS_PER_THREAD = True
 
 
+#: Interpolation points of F(4x4, 3x3) (and infinity). With 1/2 in place
+#: of the usual 2, the largest float32 error of a convolution is about 3x
+#: smaller (measured on 256-channel layers against float64).
+POINTS_F4 = (0, 1, -1, 0.5, -2)
+
+
+def toom_cook(points, m, r=3):
+    """``(B^T, G, A^T)`` of F(m, r) from ``m + r - 2`` finite interpolation
+    points and infinity, float64: A^T evaluates the output polynomial at
+    the points, G the filter (divided by the Lagrange denominators), and
+    B^T is solved for so that ``A^T [(G g) * (B^T d)]`` is the correlation
+    of ``d`` and ``g`` for every d and g.
+    """
+    n = m + r - 1
+    p = np.asarray(points, dtype=np.float64)
+    if len(p) != n - 1:
+        raise ValueError('F({}, {}) needs {} points'.format(m, r, n - 1))
+    at, g = np.zeros((m, n)), np.zeros((n, r))
+    for j in range(n - 1):
+        at[:, j] = p[j] ** np.arange(m)
+        g[j] = p[j] ** np.arange(r) / np.prod(
+            [p[j] - p[k] for k in range(n - 1) if k != j])
+    at[m - 1, n - 1] = g[n - 1, r - 1] = 1
+    # sum_j at[i, j] g[j, k] bt[j, l] = (l == i + k), for each l.
+    system = np.einsum('ij,jk->ikj', at, g).reshape(m * r, n)
+    wanted = np.array([[float(l == i + k) for l in range(n)]
+                       for i in range(m) for k in range(r)])
+    bt = np.linalg.lstsq(system, wanted, rcond=None)[0]
+    if np.abs(system @ bt - wanted).max() > 1e-9:
+        raise ValueError('no Winograd transform for points {}'.format(
+            points))
+    return bt, g, at
+
+
 def _matrices(m):
-    """``(B^T, G, A^T)`` of F(m x m, 3 x 3) in float64, for m = 2 or 4
-    (interpolation points 0, +-1, +-2 and infinity)."""
+    """``(B^T, G, A^T)`` of F(m x m, 3 x 3) in float64, for m = 2
+    (points 0, +-1, infinity) or 4 (:data:`POINTS_F4`)."""
     if m == 2:
         bt = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
         g = [[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]]
         at = [[1, 1, 1, 0], [0, 1, -1, -1]]
-    elif m == 4:
-        bt = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0],
-              [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
-              [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
-        g = [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6],
-             [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
-             [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]
-        at = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0],
-              [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
-    else:
-        raise ValueError('Winograd tile size must be 2 or 4, not {}'
-                         .format(m))
-    return tuple(np.array(a, dtype=np.float64) for a in (bt, g, at))
+        return tuple(np.array(a, dtype=np.float64) for a in (bt, g, at))
+    if m == 4:
+        bt, g, at = toom_cook(POINTS_F4, 4)
+        # Entries are small dyadic fractions: round off the solver's
+        # last bits.
+        return np.round(bt * 2 ** 20) / 2 ** 20, g, at
+    raise ValueError('Winograd tile size must be 2 or 4, not {}'.format(m))
 
 
 _KRONECKER = {}
