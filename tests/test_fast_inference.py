@@ -216,9 +216,11 @@ def test_winograd_is_used_for_wide_dilated_and_head_convolutions(
                         lambda x, f, *args: seen.append(
                             (f.shape[0], args[3])) or original(x, f, *args))
     fast_forward(model, np.zeros((1, 3, SIZE, SIZE), np.float32))
-    # res4's 6 units (256 channels, dilation 2), res5's 3 (512, 4), the
-    # head's 4096 -> 512.
-    assert seen == [(256, 2)] * 6 + [(512, 4)] * 3 + [(4096, 1)]
+    # conv1_2 and conv1_3, res2's 3 units, res3's last 3 (the first has
+    # stride 2), res4's 6 (dilation 2), res5's 3 (dilation 4), the head's
+    # 4096 -> 512.
+    assert seen == [(64, 1)] * 5 + [(128, 1)] * 3 + [(256, 2)] * 6 + \
+        [(512, 4)] * 3 + [(4096, 1)]
 
 
 @pytest.mark.parametrize('ksize,stride,pad,in_channels', [

@@ -19,9 +19,12 @@ from pspnet.inference import winograd
 
 #: Smallest input channel count for which a stride-1 3x3 convolution runs
 #: by Winograd's algorithm (:mod:`pspnet.inference.winograd`), and its
-#: output tile size (2 or 4). Fewer channels leave the transforms, which
-#: are memory-bound, more expensive than the multiplications they save.
-WINOGRAD_MIN_CHANNELS = 256
+#: output tile size (2 or 4). Measured per layer with
+#: ``benchmarks/bench_winograd.py``: F(4x4) is the fastest for every
+#: stride-1 3x3 convolution of PSPNet (64 input channels and more) at 473
+#: and 713; with fewer channels the transforms, which are memory-bound,
+#: would cost more than the multiplications they save.
+WINOGRAD_MIN_CHANNELS = 64
 WINOGRAD_TILE = 4
 
 

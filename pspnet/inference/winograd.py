@@ -141,12 +141,8 @@ def filter_layout(W, scale, out=None):
 
 def _transform(matrix, values, out):
     """``out = matrix @ values`` for a small transform matrix and many
-    columns, split into column blocks over threads."""
-    n = values.shape[1]
-    parts = 4 * blas.threads.THREADS
-    bounds = [n * i // parts for i in range(parts + 1)]
-    blas.gemm_many([(matrix, values[:, s:e], out[:, s:e], 0.0)
-                    for s, e in zip(bounds[:-1], bounds[1:]) if e > s])
+    columns."""
+    blas.gemm_columns(matrix, values, out)
 
 
 def tile_grid(height, width, m, dilate):
