@@ -1,0 +1,135 @@
+"""How much memory a prediction needs, from the network input size, and
+refusing sizes that cannot fit before any work starts.
+
+The figures are measured (``benchmarks/bench_memory.py``): the growth of a
+process's peak resident memory while it segments one input-size image
+(one window with its flip, 19 classes), fitted as ``a + b * S**2`` for an
+input size S, per path and depth. They are for the CPU; on a GPU the same
+plain-path estimate is compared with the GPU's memory.
+"""
+
+import os
+
+from pspnet.errors import UserError
+
+#: Measured on the development machine (x86-64, Chainer 7.8.1, numpy
+#: 1.23.5), sizes 97, 193, 289, 385, 481, random weights, 19 classes:
+#: ``(constant bytes, bytes per input pixel)`` of the peak growth during
+#: one prediction. The fast path (:mod:`pspnet.inference`) holds its work
+#: buffers and the folded weights; Chainer's plain path unfolds every
+#: convolution into an im2col buffer.
+PEAK_GROWTH = {
+    ('fast', 50): (81e6, 989.0),
+    ('fast', 101): (81e6, 989.0),
+    ('plain', 50): (0.0, 10600.0),
+    ('plain', 101): (0.0, 10600.0),
+}
+
+#: Resident memory of a process holding the model before it predicts
+#: (Python, Chainer, numpy, OpenCV and the weights), bytes.
+MODEL_RESIDENT = {50: 389e6, 101: 541e6}
+
+#: Part of the available memory a prediction may take (the rest for the
+#: image, its scores and everything else on the machine).
+USABLE_FRACTION = 0.9
+
+
+def estimate_bytes(depth, input_size, fast=True):
+    """Peak memory of a process predicting at ``input_size``.
+
+    Args:
+        depth (int): 50 or 101.
+        input_size (int): The network input size S (windows are S x S).
+        fast (bool): The fast CPU path (else Chainer's plain path).
+
+    Returns:
+        float: Bytes: the model's resident memory and the prediction's
+        buffers.
+    """
+    a, b = PEAK_GROWTH['fast' if fast else 'plain', depth]
+    return MODEL_RESIDENT[depth] + a + b * float(input_size) ** 2
+
+
+def available_bytes():
+    """Memory the process may still take: ``MemAvailable`` of
+    ``/proc/meminfo`` (free memory and reclaimable caches), else the free
+    physical pages; None when neither is known."""
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gpu_bytes(gpu):
+    try:
+        import cupy
+        return cupy.cuda.Device(gpu).mem_info[1]  # total
+    except Exception:
+        return None
+
+
+def largest_input_size(depth, limit, fast=True):
+    """The largest input size whose :func:`estimate_bytes` is within
+    ``limit`` bytes (0 if none)."""
+    a, b = PEAK_GROWTH['fast' if fast else 'plain', depth]
+    room = limit - MODEL_RESIDENT[depth] - a
+    return int((room / b) ** 0.5) if room > 0 and b > 0 else 0
+
+
+def _format(n):
+    for unit, size in (('TB', 1e12), ('GB', 1e9), ('MB', 1e6)):
+        if n >= size:
+            return '{:.1f} {}'.format(n / size, unit)
+    return '{:.0f} kB'.format(n / 1e3)
+
+
+def check_input_size(depth, input_size, gpu=-1, fast=True):
+    """Refuse an input size whose buffers cannot fit, before the model is
+    built.
+
+    On the CPU the estimate is compared with :data:`USABLE_FRACTION` of
+    :func:`available_bytes` plus what the process already holds; on a GPU
+    the plain path's estimate with the GPU's memory.
+
+    Raises:
+        UserError: One line with the estimate, the memory there is and the
+        largest input size that fits.
+    """
+    if gpu >= 0:
+        limit = _gpu_bytes(gpu)
+        fast, where = False, 'GPU {}'.format(gpu)
+    else:
+        limit = available_bytes()
+        where = 'this machine'
+        if limit is not None:
+            limit = limit * USABLE_FRACTION + _resident_bytes()
+    if limit is None:
+        return
+    need = estimate_bytes(depth, input_size, fast)
+    if need <= limit:
+        return
+    raise UserError(
+        '--input-size {} needs about {} of memory for ResNet{} ({} '
+        'path), more than the {} {} has; use at most --input-size {} (the '
+        'presets use 713 and 473)'.format(
+            input_size, _format(need), depth, 'fast CPU' if fast else
+            'plain', _format(limit), where,
+            largest_input_size(depth, limit, fast)))
+
+
+def _resident_bytes():
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmRSS:'):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
