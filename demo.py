@@ -29,7 +29,6 @@ the end). ``--camera N`` segments camera N live in a window.
 """
 
 import os
-import sys
 
 from pspnet import atomic
 from pspnet import device
