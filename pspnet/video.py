@@ -287,8 +287,8 @@ def has_display():
         cv2.namedWindow('pspnet-check', cv2.WINDOW_NORMAL)
         cv2.destroyWindow('pspnet-check')
     except cv2.error:
-        return ('this OpenCV has no windows (opencv-python-headless); '
-                'install opencv-python instead')
+        return ('this OpenCV has no windows (opencv-python-headless; '
+                'replace it with opencv-python of the same version)')
     return None
 
 
@@ -300,8 +300,8 @@ def open_camera(index):
     """
     why = has_display()
     if why:
-        raise UserError('--camera shows a window, but {}; segment a '
-                        'recorded video file instead'.format(why))
+        raise UserError('--camera shows a window, but {}; or segment a '
+                        'recorded video file'.format(why))
     capture = cv2.VideoCapture(index)
     if not capture.isOpened():
         raise UserError('camera {} cannot be opened (none there, or in use); '
