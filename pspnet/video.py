@@ -282,7 +282,8 @@ def has_display():
     """
     if sys.platform.startswith('linux') and not (
             os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY')):
-        return 'there is no display (DISPLAY is not set)'
+        return ('there is no display (DISPLAY is not set); run it on a '
+                'desktop')
     try:
         cv2.namedWindow('pspnet-check', cv2.WINDOW_NORMAL)
         cv2.destroyWindow('pspnet-check')
