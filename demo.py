@@ -144,13 +144,23 @@ def image_paths(prefix):
     return {kind: '{}_{}.png'.format(prefix, kind) for kind in OUTPUTS}
 
 
-def segment(model, img, names, colors, prefix, plt=None):
+def segment(model, img, names, colors, prefix, plt=None, gpu=-1,
+            name=None):
     """Segment one image and write its four pictures; returns the paths.
     A bar over its windows (and flips, scales) appears once it has taken
     :data:`pspnet.progress.WORK_DELAY` seconds."""
+    name = name or os.path.basename(prefix)
+    memory.check_image(name, img.shape[1:], model.n_class, model.scales,
+                       gpu)
     bar = progress.work_progress(desc=os.path.basename(prefix))
     try:
         label = model.predict([img], progress=bar)[0]
+    except MemoryError:
+        raise UserError('out of memory segmenting {} ({}x{}) at input size '
+                        '{}; use a smaller image or --input-size, or close '
+                        'other programs'.format(
+                            name, img.shape[2], img.shape[1],
+                            model.input_size[0]))
     finally:
         bar.close()
     paths = image_paths(prefix)
@@ -263,7 +273,7 @@ def main(argv=None):
                 try:
                     result = video.segment_video(
                         model, path, prefix, colors, args.video_mask,
-                        args.frame_labels)
+                        args.frame_labels, gpu=args.gpu)
                 except UserError as e:
                     if len(items) == 1:
                         raise
@@ -286,12 +296,15 @@ def main(argv=None):
             try:
                 img = first_img if first_img is not None \
                     else image_io.read_image(path)
+                paths = segment(model, img, names, colors, prefix, plt,
+                                args.gpu, path)
             except UserError as e:
+                if len(items) == 1:
+                    raise
                 progress.write('skipped: {}'.format(e))
                 failed.append(path)
                 bar.update(1)
                 continue
-            paths = segment(model, img, names, colors, prefix, plt)
             bar.update(1)
             if not to_folder:
                 print('wrote {} (class ids), {}, {}, {}'.format(

@@ -144,6 +144,52 @@ def check_input_size(depth, input_size, gpu=-1, fast=True):
             largest_input_size(depth, limit, fast)))
 
 
+def image_bytes(shape, n_class, scales=None):
+    """Memory for the arrays of one image beyond the network's buffers
+    (computed from the arrays :mod:`pspnet.prediction` makes, not
+    measured): at each scale s, the mean-subtracted image and its
+    resized copy (3 x 4 bytes each), the summed scores and their average
+    (``n_class`` x 4 bytes each) at s**2 times the pixels; at the image's
+    own size, the scores resized back and their sum over scales
+    (``n_class`` x 4 bytes each), the float32 image and the int32 labels.
+
+    Args:
+        shape (tuple of ints): (H, W) of the image.
+        n_class (int): Number of classes.
+        scales (sequence of floats or None): As ``PSPNet.scales``.
+
+    Returns:
+        float: Bytes.
+    """
+    pixels = float(shape[0]) * float(shape[1])
+    largest = max(scales) if scales else 1.0
+    scaled = pixels * largest ** 2 * (2 * 3 * 4 + 2 * n_class * 4)
+    return scaled + pixels * (2 * n_class * 4 + 3 * 4 + 4)
+
+
+def check_image(name, shape, n_class, scales=None, gpu=-1):
+    """Refuse an image whose score arrays cannot fit in the memory
+    available (on the CPU; the scores of a GPU model live on the GPU,
+    compared with its memory).
+
+    Raises:
+        UserError: One line naming the image, the estimate and the memory.
+    """
+    limit = _gpu_bytes(gpu) if gpu >= 0 else available_bytes()
+    if limit is None:
+        return
+    limit *= USABLE_FRACTION
+    need = image_bytes(shape, n_class, scales)
+    if need <= limit:
+        return
+    raise UserError(
+        'image {} ({}x{}) needs about {} of memory for the scores of its {} '
+        'classes{}, more than the {} available; shrink it, or split it into '
+        'parts'.format(name, shape[1], shape[0], _format(need), n_class,
+                       ' at scale {:g}'.format(max(scales)) if scales
+                       else '', _format(limit)))
+
+
 def _resident_bytes():
     try:
         with open('/proc/self/status') as f:

@@ -20,6 +20,7 @@ import numpy as np
 
 from pspnet import atomic
 from pspnet import image_io
+from pspnet import memory
 from pspnet import progress
 from pspnet import visualizations
 from pspnet.errors import UserError
@@ -171,7 +172,7 @@ def _open_writer(path, fps, size, what):
 
 
 def segment_video(model, path, prefix, colors, mask=False,
-                  frame_labels=False, file=None):
+                  frame_labels=False, file=None, gpu=-1):
     """Segment every frame of a video and write what it looks like.
 
     The model is the one given (loaded once); frames are segmented one by
@@ -189,6 +190,8 @@ def segment_video(model, path, prefix, colors, mask=False,
         frame_labels (bool): Also write each frame's (H, W) class ids as a
             PNG (8-bit, 16-bit beyond 256 classes) in a folder.
         file: Stream of the progress bar and the skipped-frame lines.
+        gpu (int): The model's GPU, negative for the CPU (for the memory
+            check of the frames' scores, :func:`pspnet.memory.check_image`).
 
     Returns:
         dict: ``paths`` (:func:`output_paths`), ``frames`` (frames
@@ -200,6 +203,12 @@ def segment_video(model, path, prefix, colors, mask=False,
         complete or absent.
     """
     capture, fps, size, n_frames = open_video(path)
+    try:
+        memory.check_image(path, size[::-1], model.n_class, model.scales,
+                           gpu)
+    except UserError:
+        capture.release()
+        raise
     paths = output_paths(prefix, mask, frame_labels)
     folder = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(folder, exist_ok=True)

@@ -326,3 +326,23 @@ def test_frames_tells_a_corrupt_frame_in_the_middle(tmp_path):
     assert [i for i, _, _ in got] == list(range(10))
     assert [i for i, frame, _ in got if frame is None] == [4]
     assert 'JPEG' in got[4][2]
+
+
+def test_image_whose_scores_cannot_fit_is_refused(model, tmp_path,
+                                                  monkeypatch, capsys):
+    cv2.imwrite(str(tmp_path / 'a.png'), np.zeros((40, 50, 3), np.uint8))
+    need = memory.image_bytes((40, 50), N_CLASS)
+    assert need > 40 * 50 * N_CLASS * 4
+    monkeypatch.setattr(memory, 'available_bytes', lambda: need)
+    monkeypatch.setattr(models, 'build_model', lambda *a, **k: model)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        demo.main(['a.png'])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'image a.png (50x40) needs about' in err[0]
+    assert not (tmp_path / 'result').exists()
+    # With room it runs.
+    monkeypatch.setattr(memory, 'available_bytes', lambda: 2 * need)
+    demo.main(['a.png'])
+    assert (tmp_path / 'result' / 'a_label.png').exists()
