@@ -239,7 +239,14 @@ def segment_video(model, path, prefix, colors, mask=False,
                         bar.update(1)
                         continue
                     img = frame_to_image(frame)
-                    label = model.predict([img])[0]
+                    try:
+                        label = model.predict([img])[0]
+                    except MemoryError:
+                        raise UserError(
+                            'out of memory segmenting the {}x{} frames of {} '
+                            'at input size {}; use a smaller --input-size, '
+                            'or close other programs'.format(
+                                size[0], size[1], path, model.input_size[0]))
                     overlay_out.write(image_to_frame(
                         visualizations.overlay_label(img, label, colors)))
                     if color_out is not None:
