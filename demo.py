@@ -179,14 +179,14 @@ def segment(model, img, names, colors, prefix, plt=None, gpu=-1,
     return paths
 
 
-def check_outputs(prefixes, items):
+def check_outputs(prefixes, items, args=None):
     """Before the model loads: every output's folder can be written or
     created, and no output path is an existing folder (a file for the
     folder of frame labels)."""
     for prefix in {os.path.dirname(p) for p in prefixes}:
         atomic.check_output_folder(prefix)
     for prefix, path in zip(prefixes, items):
-        for kind, out in sorted(item_outputs(prefix, path).items()):
+        for kind, out in sorted(item_outputs(prefix, path, args).items()):
             if kind == 'labels':
                 if os.path.exists(out) and not os.path.isdir(out):
                     raise UserError('{} is a file; the frame labels go in a '
@@ -198,6 +198,8 @@ def check_outputs(prefixes, items):
 
 
 def item_outputs(prefix, path, args=None):
+    """The files (and the frame-label folder) of one input; with no
+    ``args``, every output a video may have."""
     if video.is_video(path):
         return video.output_paths(prefix, getattr(args, 'video_mask', True),
                                   getattr(args, 'frame_labels', True))
@@ -242,7 +244,7 @@ def main(argv=None):
                         '({}); drop them for images'.format(
                             ', '.join(video.VIDEO_EXTENSIONS[:4]) + ', ...'))
     prefixes, to_folder = output_prefixes(items, args.images, args.output)
-    check_outputs(prefixes, items)
+    check_outputs(prefixes, items, args)
     plt = _pyplot_for_show() if args.show else None
     # Read a single image, or open a single video, before the slow model
     # load, to fail fast.
