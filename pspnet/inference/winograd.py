@@ -36,7 +36,7 @@ from pspnet.inference.threads import parallel_ranges
 
 #: Bytes of each of the transformed input and product blocks: input
 #: channels are taken in blocks, and tile rows in chunks, to stay within it.
-BLOCK_BYTES = 48 << 20
+BLOCK_BYTES = 24 << 20
 
 #: Run the element-wise stage's GEMMs one per thread
 #: (:func:`pspnet.inference.blas.gemm_many`) rather than each on all
