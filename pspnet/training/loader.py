@@ -51,6 +51,40 @@ def process_share(dataset, comm, seed=0):
                                        order=order)
 
 
+class LoadFailure(object):
+    """What :class:`AugmentedDataset` returns in place of an item it could
+    not load: Chainer's ``MultiprocessIterator`` waits forever when a
+    loader process raises, so the error travels as data and
+    :func:`raise_load_failures` raises it in the training process.
+
+    Args:
+        message (str): The :class:`~pspnet.errors.UserError`'s line, or
+            None for another error.
+        details (str): The traceback of another error.
+    """
+
+    def __init__(self, message, details=None):
+        self.message = message
+        self.details = details
+
+
+def raise_load_failures(batch):
+    """Raise the error of the first :class:`LoadFailure` in a batch.
+
+    Raises:
+        UserError: For a user error of the loader (e.g. a label value that
+        is no class), with its line.
+        RuntimeError: For any other error, with the loader's traceback.
+    """
+    for item in batch:
+        if isinstance(item, LoadFailure):
+            if item.message is not None:
+                raise UserError(item.message)
+            raise RuntimeError('loading a training item failed:\n'
+                               + item.details)
+    return batch
+
+
 class AugmentedDataset(chainer.dataset.DatasetMixin):
     """A dataset whose items are augmented with their own random stream.
 
@@ -58,7 +92,8 @@ class AugmentedDataset(chainer.dataset.DatasetMixin):
     :class:`pspnet.training.randomness.EpochOrderSampler`: draw ``d`` is
     item ``i`` of epoch ``e`` (:func:`~pspnet.training.randomness.decode_draw`),
     augmented by ``transform(dataset[i], rng)`` with the generator of
-    stream ``(AUGMENTATION, rank, e, i)`` of ``seed``.
+    stream ``(AUGMENTATION, rank, e, i)`` of ``seed``. An item that cannot
+    be loaded becomes a :class:`LoadFailure`.
 
     Args:
         dataset: Items ``(img, label)``.
@@ -81,7 +116,13 @@ class AugmentedDataset(chainer.dataset.DatasetMixin):
         epoch, index = randomness.decode_draw(draw, len(self._dataset))
         rng = randomness.generator(self._seed, randomness.AUGMENTATION,
                                    self._rank, epoch, index)
-        return self._transform(self._dataset[index], rng)
+        try:
+            return self._transform(self._dataset[index], rng)
+        except UserError as e:
+            return LoadFailure(str(e))
+        except Exception:
+            import traceback
+            return LoadFailure(None, traceback.format_exc())
 
 
 def training_iterator(dataset, mean, crop_size, batchsize, n_loaders,

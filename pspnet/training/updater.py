@@ -8,6 +8,7 @@ from chainer.dataset import convert
 from chainer.training import updaters
 
 from pspnet import mpi
+from pspnet.training import loader
 from pspnet.training import randomness
 
 
@@ -21,7 +22,8 @@ class CollectiveUpdater(updaters.StandardUpdater):
     seed and the iteration only, also after a resume. The batch is taken
     from the iterator under :func:`pspnet.mpi.agree`, so a
     :class:`~pspnet.errors.UserError` of the loader (e.g. a label value
-    that is no class) on any process stops all of them together.
+    that is no class, :func:`pspnet.training.loader.raise_load_failures`)
+    on any process stops all of them together.
 
     Args:
         iterator: The training iterator.
@@ -48,7 +50,8 @@ class CollectiveUpdater(updaters.StandardUpdater):
     def update_core(self):
         self._seed_iteration()
         iterator = self._iterators['main']
-        batch = mpi.agree(self._comm, iterator.next)
+        batch = mpi.agree(self._comm, lambda: loader.raise_load_failures(
+            iterator.next()))
         in_arrays = convert._call_converter(
             self.converter, batch, self.input_device)
         optimizer = self._optimizers['main']
