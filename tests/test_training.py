@@ -23,10 +23,14 @@ from pspnet import device
 from pspnet.training import replicas
 from pspnet.training import extensions
 from pspnet.training import initial_weights
+from pspnet.training import loader
+from pspnet.training import output
+from pspnet.training import randomness
 from pspnet.training import optimizer as optimizer_module
 from pspnet.training import run
 from pspnet.training import snapshots
 from pspnet.training.train_chain import TrainChain
+from pspnet.training.updater import CollectiveUpdater
 
 N_CLASS = 5
 SIZE = 64
@@ -247,36 +251,43 @@ class _Regression(chainer.Chain):
             self.linear = L.Linear(3, 1)
 
     def forward(self, x, t):
-        loss = F.mean_squared_error(self.linear(x), t)
+        # Dropout draws from the global generator, which the updater seeds.
+        loss = F.mean_squared_error(self.linear(F.dropout(x, 0.2)), t)
         if float(x[0, 0]) > 1000:
             loss = loss * np.float32('nan')
         chainer.report({'loss': loss}, self)
         return loss
 
 
-def _tiny_trainer(comm, out, n_iter, snapshot_every, lr=0.5):
+def _jitter(pair, rng):
+    x, t = pair
+    return (x + rng.normal(0, 0.01, x.shape)).astype(np.float32), t
+
+
+def _tiny_trainer(comm, out, n_iter, snapshot_every, lr=0.5, seed=0):
     rng = np.random.RandomState(0)
     xs = rng.uniform(0, 1, (10, 3)).astype(np.float32)
     ts = xs.sum(axis=1, keepdims=True)
-    # No shuffling and a seeded start: runs are reproducible, so a resumed
-    # run can be compared with an uninterrupted one number by number.
+    # The run's streams: shuffled epochs, jittered samples, dropout; a
+    # resumed run must equal an uninterrupted one bit for bit.
     iterator = chainer.iterators.SerialIterator(
-        chainer.datasets.TupleDataset(xs, ts), 3, shuffle=False)
+        loader.AugmentedDataset(chainer.datasets.TupleDataset(xs, ts),
+                                _jitter, seed),
+        3, order_sampler=randomness.EpochOrderSampler(seed))
     optimizer = chainer.optimizers.MomentumSGD(lr)
-    np.random.seed(0)
-    optimizer.setup(_Regression())
-    updater = training.updaters.StandardUpdater(iterator, optimizer)
+    with randomness.seeded_numpy(seed, randomness.INITIALIZATION):
+        optimizer.setup(_Regression())
+    updater = CollectiveUpdater(iterator, optimizer, comm, seed)
     trainer = training.Trainer(updater, (n_iter, 'iteration'), str(out))
     trainer.extend(chainer_extensions.PolynomialShift(
         'lr', 0.9, n_iter, optimizer=optimizer), trigger=(1, 'iteration'))
     trainer.extend(extensions.StopOnNonFiniteLoss(comm,
                                                   snapshot_out=str(out)))
-    trainer.extend(snapshots.ProcessIteratorStates(comm, iterator),
-                   trigger=(snapshot_every, 'iteration'))
-    trainer.extend(chainer_extensions.snapshot(
-        filename=snapshots.SNAPSHOT_PATTERN,
-        writer=snapshots.AtomicWriter(), n_retains=2),
+    trainer.extend(snapshots.ProcessIteratorStates(
+        comm, iterator, run_id='0123456789abcdef'[:snapshots.RUN_ID_DIGITS]),
         trigger=(snapshot_every, 'iteration'))
+    trainer.extend(snapshots.CollectiveSnapshot(comm, 2),
+                   trigger=(snapshot_every, 'iteration'))
     trainer.extend(chainer_extensions.LogReport(trigger=(1, 'iteration')))
     trainer.extend(chainer_extensions.observe_lr(), trigger=(1, 'iteration'))
     return trainer
@@ -315,8 +326,8 @@ def test_resume_continues_schedule_iterator_and_weights(comm, tmp_path):
         first.run()  # after the snapshot of iteration 4
     snapshot = snapshots.find_latest_snapshot(str(tmp_path / 'part'))
     assert snapshots.snapshot_iteration(snapshot) == 4
-    assert snapshots.check_snapshot(snapshot) == {'iteration': 4,
-                                                  'n_processes': 1}
+    assert snapshots.check_snapshot(snapshot) == {
+        'iteration': 4, 'n_processes': 1, 'run_id': '0123456789abcde'}
     resumed = _tiny_trainer(comm, tmp_path / 'part', n_iter, 4)
     snapshots.load_snapshot(snapshot, resumed)
     resumed.run()
@@ -327,12 +338,19 @@ def test_resume_continues_schedule_iterator_and_weights(comm, tmp_path):
     assert [e['iteration'] for e in resumed_log] == list(range(1, n_iter + 1))
     np.testing.assert_allclose([e['lr'] for e in resumed_log],
                                [e['lr'] for e in whole_log], rtol=1e-12)
-    np.testing.assert_allclose([e['main/loss'] for e in resumed_log],
-                               [e['main/loss'] for e in whole_log],
-                               rtol=1e-5)
-    w_whole = whole.updater.get_optimizer('main').target.linear.W.array
-    w_resumed = resumed.updater.get_optimizer('main').target.linear.W.array
-    np.testing.assert_allclose(w_resumed, w_whole, rtol=1e-5)
+    assert ([e['main/loss'] for e in resumed_log]
+            == [e['main/loss'] for e in whole_log])
+    for name in ('W', 'b'):
+        whole_param = getattr(whole.updater.get_optimizer(
+            'main').target.linear, name).array
+        resumed_param = getattr(resumed.updater.get_optimizer(
+            'main').target.linear, name).array
+        assert whole_param.tobytes() == resumed_param.tobytes()
+    # Another seed is another run.
+    other = _tiny_trainer(comm, tmp_path / 'other', n_iter, 100, seed=1)
+    other.run()
+    assert [e['main/loss'] for e in _log(tmp_path / 'other')] != [
+        e['main/loss'] for e in whole_log]
     # Only the newest snapshots are kept.
     names = sorted(os.listdir(str(tmp_path / 'whole')))
     assert [n for n in names if n.startswith('snapshot')] == [
@@ -344,7 +362,7 @@ def test_non_finite_loss_stops_with_a_clear_message(comm, tmp_path):
     trainer = _tiny_trainer(comm, tmp_path, 30, 2, lr=0.5)
     # From iteration 5 on, every example makes the loss NaN.
     dataset = trainer.updater.get_iterator('main').dataset
-    xs = dataset._datasets[0]
+    xs = dataset._dataset._datasets[0]
     trainer.extend(_Poison(xs), trigger=(5, 'iteration'))
     with pytest.raises(extensions.TrainingDiverged) as info:
         trainer.run()

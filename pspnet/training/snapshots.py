@@ -112,7 +112,9 @@ class CollectiveSnapshot(extension.Extension):
         n_retains (int): Snapshots kept (older ones are removed).
     """
 
-    priority = extension.PRIORITY_READER
+    #: Chainer's snapshot priority: after every other extension (the log
+    #: of the iteration is in the snapshot).
+    priority = -100
 
     def __init__(self, comm, n_retains):
         from chainer.training.extensions import snapshot
