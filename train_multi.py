@@ -13,7 +13,8 @@ batch normalization over all processes, momentum SGD with a polynomial
 learning rate, weight decay, ten times faster new layers, the auxiliary
 loss on res4. Writes OUT/config.json, OUT/log, loss and lr plots,
 snapshots OUT/snapshot_iter_N.npz and the final OUT/model_final.npz, which
-demo.py and eval_semantic_segmentation.py load.
+demo.py and eval_semantic_segmentation.py load. One run per OUT; on CPUs
+a run (also a resumed one) replays bit for bit with the same --seed.
 """
 
 from pspnet import flags
@@ -81,8 +82,9 @@ def parse_args(argv=None):
                         'in the process (default: the free cores, at most '
                         '4)')
     parser.add_argument('--seed', type=flags.non_negative_int, default=0,
-                        help='seed of the split of the data over the '
-                        'processes (default 0)')
+                        help='seed of every random draw of the run: the '
+                        'split of the data, the epochs\' order, the '
+                        'augmentation, the new layers, dropout (default 0)')
     parser.add_argument('--no-progress', dest='progress',
                         action='store_false', help='no progress bar')
     return parser.parse_args(argv)
