@@ -298,6 +298,7 @@ def _save_config(config, comm, kind, n_loaders, s):
         # The run's configuration stays; each resume is added to it.
         record = dict(s.saved_config or record)
         record.setdefault('run_id', s.run_id)
+        record['out'] = config['out']
         record['resumed'] = record.get('resumed', []) + [{
             'from': s.resume_path, 'iteration': s.resume_iteration,
             'lr': config['lr'], 'n_processes': comm.size, 'time': now}]
