@@ -87,9 +87,9 @@ class OutputFolder(object):
             raise UserError('--out {}: {} is a file, not a folder; give '
                             'another --out'.format(path, existing))
         if not os.access(existing, os.W_OK | os.X_OK):
-            raise UserError('cannot write into {} (permission denied) for '
-                            '--out {}; choose a folder you may write to'
-                            .format(existing, path))
+            raise UserError('cannot write into {} (no permission, or a '
+                            'read-only file system) for --out {}; choose a '
+                            'folder you may write to'.format(existing, path))
 
     def open(self, fresh):
         """Create (when needed) and lock the folder for this run.
