@@ -187,7 +187,6 @@ def _prepare(config, kind, comm, folder):
     with randomness.seeded_numpy(config['seed'], randomness.INITIALIZATION):
         model = models.model_class(config['model'])(
             n_class=config['n_class'], input_size=config['crop_size'])
-        s.train_chain = TrainChain(model)
     if s.resume_path is None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always', UserWarning)
@@ -206,8 +205,10 @@ def _prepare(config, kind, comm, folder):
     s.model = model
     # The auxiliary head in the shape of its weights, loaded before the BN
     # links are copied into multi-node ones.
-    s.train_chain = TrainChain(model, aux_channels=s.aux.channels,
-                               aux_ksize=s.aux.ksize)
+    with randomness.seeded_numpy(config['seed'], randomness.INITIALIZATION,
+                                 1):
+        s.train_chain = TrainChain(model, aux_channels=s.aux.channels,
+                                   aux_ksize=s.aux.ksize)
     s.aux.load_into(s.train_chain)
     return s
 
