@@ -372,30 +372,33 @@ def test_full_disk_while_writing_a_snapshot(data_dir, tmp_path):
     assert not os.path.exists(out)
 
 
-def _broken_copy(data_dir, tmp_path, change):
+def _broken_copy(data_dir, tmp_path, change, split='train'):
     import cv2
     copy = str(tmp_path / 'data')
     shutil.copytree(data_dir, copy)
     path = sorted(
         os.path.join(dirpath, name)
         for dirpath, _, names in os.walk(os.path.join(copy, 'gtFine',
-                                                      'train'))
+                                                      split))
         for name in names if name.endswith('_labelIds.png'))[-1]
     label = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     cv2.imwrite(path, change(label))
     return copy, path
 
 
-@pytest.mark.parametrize('loaderjob', ['1'])
+@pytest.mark.parametrize('split', ['train', 'val'])
 def test_a_bad_label_on_one_process_stops_all_with_one_line(
-        data_dir, tmp_path, loaderjob):
+        data_dir, tmp_path, split):
+    # A training label read by a loader process, or a validation label
+    # (read at the end) that only one process reads.
     def poke(label):
         label[:3, :3] = 200
         return label
-    copy, path = _broken_copy(data_dir, tmp_path, poke)
+    copy, path = _broken_copy(data_dir, tmp_path, poke, split)
     out = str(tmp_path / 'out')
-    result = _run(_command(copy, out, 2, '--loaderjob', loaderjob),
-                  timeout=300)
+    command = _command(copy, out, 2, '--loaderjob', '1')
+    command[command.index('--iteration') + 1] = '2'
+    result = _run(command, timeout=300)
     assert result.returncode == 2
     line = _error_lines(result)
     assert line.startswith('error: ') and 'holds the value 200' in line
