@@ -414,3 +414,29 @@ def test_label_sizes_are_checked_before_training(data_dir, tmp_path):
     assert 'label image {} is'.format(path) in line
     assert 'checked before training' in line
     assert 'epoch' not in result.stdout
+
+
+@pytest.mark.parametrize('error,line,code', [
+    ('UserError("bad label")', 'error: process 1: bad label', 2),
+    ('OSError(28, "No space left on device", "/out/log")',
+     'error: process 1: No space left on device (/out/log); free some space '
+     'on its disk', 2),
+])
+def test_an_error_on_one_process_stops_all_with_one_line(error, line, code):
+    script = (
+        'import time\n'
+        'from pspnet import mpi\n'
+        'from pspnet.errors import UserError\n'
+        'comm = mpi.create_communicator("naive")\n'
+        'def work():\n'
+        '    if comm.rank == 1:\n'
+        '        raise {}\n'
+        '    comm.mpi_comm.barrier()\n'
+        '    time.sleep(60)\n'
+        'mpi.run_collectively(comm, work)\n'.format(error))
+    start = time.time()
+    result = _run([MPIEXEC, '-n', '2', sys.executable, '-c', script],
+                  timeout=120)
+    assert time.time() - start < 50, 'rank 0 was left waiting'
+    assert result.returncode == code
+    assert result.stderr.strip().splitlines() == [line]

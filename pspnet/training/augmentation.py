@@ -119,9 +119,9 @@ class TrainTransform(object):
     Call:
         ``(img, label)``: (3, H, W) float32 RGB in [0, 255] and (H, W)
         int32 in [-1, n_class - 1]; ``rng`` (optional): a
-        ``numpy.random.Generator`` (None: a fresh unseeded one). Returns (3, height, width) float32
-        mean-subtracted RGB and (height, width) int32 in
-        [-1, n_class - 1].
+        ``numpy.random.Generator`` (None: a fresh unseeded one). Returns
+        (3, height, width) float32 mean-subtracted RGB and (height, width)
+        int32 in [-1, n_class - 1].
     """
 
     def __init__(self, mean, crop_size, scale_range=(0.5, 2.0),

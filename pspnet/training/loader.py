@@ -90,7 +90,8 @@ class AugmentedDataset(chainer.dataset.DatasetMixin):
 
     It is indexed by the draw ids of
     :class:`pspnet.training.randomness.EpochOrderSampler`: draw ``d`` is
-    item ``i`` of epoch ``e`` (:func:`~pspnet.training.randomness.decode_draw`),
+    item ``i`` of epoch ``e``
+    (:func:`~pspnet.training.randomness.decode_draw`),
     augmented by ``transform(dataset[i], rng)`` with the generator of
     stream ``(AUGMENTATION, rank, e, i)`` of ``seed``. An item that cannot
     be loaded becomes a :class:`LoadFailure`.

@@ -91,7 +91,8 @@ def validation_points(config):
 
 def _check_resume_config(config, saved, where):
     differing = [key for key in RUN_IDENTITY
-                 if key in saved and key in config and saved[key] != config[key]]
+                 if key in saved and key in config
+                 and saved[key] != config[key]]
     if not differing:
         return
     if differing == ['n_train']:
