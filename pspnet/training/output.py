@@ -44,19 +44,6 @@ def _snapshots(path):
     return [name for name in run_files(path) if _SNAPSHOT.match(name)]
 
 
-def _missing_parents(path):
-    """The folders ``os.makedirs(path)`` would create, deepest last."""
-    missing = []
-    path = os.path.abspath(path)
-    while not os.path.exists(path):
-        missing.append(path)
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    return list(reversed(missing))
-
-
 class OutputFolder(object):
     """``--out`` of one run, used by rank 0 only.
 
@@ -103,14 +90,13 @@ class OutputFolder(object):
             holding another run. Nothing is left created then.
         """
         self.check_writable()
-        missing = _missing_parents(self.path)
         try:
-            os.makedirs(self.path, exist_ok=True)
+            # Deepest first.
+            self._created = atomic.make_folders(self.path)
         except OSError as e:
             raise UserError('cannot create --out {} ({}); choose a folder '
                             'you may write to'.format(self.path,
                                                       e.strerror or e))
-        self._created = missing
         try:
             self._lock()
             if fresh:
@@ -197,7 +183,7 @@ class OutputFolder(object):
                 pass
         if self._own_files:
             atomic.remove_stale_temporaries(self.path)
-        for folder in reversed(self._created):
+        for folder in self._created:
             try:
                 os.rmdir(folder)
             except OSError:
