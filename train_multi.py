@@ -6,7 +6,7 @@
         [--batchsize 2] [--out result] [--iteration I] [--communicator C]
         [--crop-size N] [--device auto|gpu|cpu]
         [--pretrained-model imagenet|PATH|none] [--resume [SNAPSHOT]]
-        [--snapshot-interval N] [--val-interval N]
+        [--snapshot-interval N] [--val-interval N] [--dtype float32|mixed16]
 
 ChainerCV's recipe: one GPU per process (CPU processes without GPUs),
 batch normalization over all processes, momentum SGD with a polynomial
@@ -19,6 +19,7 @@ demo.py and eval_semantic_segmentation.py load.
 from pspnet import flags
 from pspnet import models
 from pspnet import mpi
+from pspnet import precision
 from pspnet.errors import ArgumentParser
 from pspnet.errors import exit_on_user_error
 from pspnet.training import run
@@ -83,6 +84,12 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=flags.non_negative_int, default=0,
                         help='seed of the split of the data over the '
                         'processes (default 0)')
+    parser.add_argument('--dtype', choices=precision.TRAINING_DTYPES,
+                        default='float32',
+                        help='float32 (default) or mixed16: float16 '
+                        'convolutions, float32 batch normalization and '
+                        'master weights, dynamic loss scaling (for GPUs; '
+                        'files stay float32)')
     parser.add_argument('--no-progress', dest='progress',
                         action='store_false', help='no progress bar')
     return parser.parse_args(argv)

@@ -22,6 +22,7 @@ from pspnet.datasets import registry
 from pspnet import device
 from pspnet import models
 from pspnet import mpi
+from pspnet import precision
 from pspnet.errors import UserError
 from pspnet.training import extensions
 from pspnet.training import initial_weights
@@ -34,7 +35,7 @@ from pspnet.training.train_chain import TrainChain
 #: Settings a resumed run must share with the run it continues (the
 #: learning rate may change, e.g. lowered after a divergence).
 RUN_IDENTITY = ('dataset', 'model', 'crop_size', 'batchsize', 'iteration',
-                'seed', 'n_class')
+                'seed', 'n_class', 'dtype')
 
 CONFIG_FILE = 'config.json'
 FINAL_MODEL_FILE = 'model_final.npz'
@@ -68,6 +69,8 @@ def resolve_config(options):
     if config.get('iteration') is None:
         config['iteration'] = spec.iterations
     config['n_class'] = spec.n_class
+    config.setdefault('dtype', 'float32')
+    precision.check_training_dtype(config['dtype'])
     return config
 
 
@@ -155,8 +158,10 @@ def _build_trainer(config, s, comm):
     n_iter = config['iteration']
     is_root = comm.rank == 0
 
-    train_chain = replicas.to_multi_node_batch_normalization(
-        TrainChain(s.model), comm)
+    chain = TrainChain(s.model)
+    if config['dtype'] == 'mixed16':
+        precision.to_half(chain)
+    train_chain = replicas.to_multi_node_batch_normalization(chain, comm)
     model = train_chain.model
     train_chain.to_device(s.device)
 
@@ -175,6 +180,7 @@ def _build_trainer(config, s, comm):
 
     optimizer = optimizer_module.setup_optimizer(train_chain, comm,
                                                  lr=config['lr'])
+    precision.setup_optimizer(optimizer, config['dtype'])
     updater = training.updaters.StandardUpdater(
         train_iter, optimizer, device=s.device)
     trainer = training.Trainer(updater, (n_iter, 'iteration'), out)
@@ -182,6 +188,8 @@ def _build_trainer(config, s, comm):
     trainer.extend(chainer_extensions.PolynomialShift(
         'lr', 0.9, n_iter, optimizer=optimizer), trigger=(1, 'iteration'))
     trainer.extend(extensions.StopOnNonFiniteLoss(comm, snapshot_out=out))
+    if config['dtype'] == 'mixed16':
+        trainer.extend(precision.LossScaleState(optimizer))
     if comm.size > 1:
         trainer.extend(extensions.AverageOverProcesses(comm))
     snapshot_trigger = (config['snapshot_interval'], 'iteration')
@@ -190,7 +198,8 @@ def _build_trainer(config, s, comm):
     if is_root:
         trainer.extend(chainer_extensions.snapshot(
             filename=snapshots.SNAPSHOT_PATTERN,
-            writer=snapshots.AtomicWriter(),
+            writer=precision.Float32SnapshotWriter(
+                snapshots.AtomicWriter(), optimizer),
             n_retains=config['keep_snapshots']), trigger=snapshot_trigger)
 
     points = validation_points(config)
@@ -211,11 +220,12 @@ def _build_trainer(config, s, comm):
 def _describe(config, s, comm, kind, n_loaders):
     lines = [
         'training {} on {}: {} process(es) on {} ({} communicator), batch '
-        '{} per process ({} in all), crop {}, {} iterations, lr {:g}'.format(
+        '{} per process ({} in all), crop {}, {} iterations, lr {:g}, '
+        '{}'.format(
             config['model'], config['dataset'], comm.size,
             kind.upper(), config['communicator'], config['batchsize'],
             config['batchsize'] * comm.size, config['crop_size'],
-            config['iteration'], config['lr']),
+            config['iteration'], config['lr'], config['dtype']),
         'start: {}; {} loader process(es) per process; output in {}'.format(
             s.initial_weights, n_loaders, config['out']),
     ]
@@ -257,7 +267,8 @@ def train(options):
             ``iteration``, ``communicator``, ``crop_size``, ``device``,
             ``pretrained_model``, ``resume``, ``snapshot_interval``,
             ``val_interval``, ``log_interval``, ``keep_snapshots``,
-            ``loaderjob``, ``seed``, ``progress``.
+            ``loaderjob``, ``seed``, ``progress``, ``dtype`` (``'float32'``
+            or ``'mixed16'``, :mod:`pspnet.precision`).
 
     Returns:
         str or None: On rank 0 the path of the final model, else None.
@@ -292,6 +303,9 @@ def train(options):
             print(_describe(config, s, comm, kind, n_loaders), flush=True)
         if s.resume_path is not None:
             mpi.agree(comm, snapshots.load_snapshot, s.resume_path, trainer)
+            if config['dtype'] == 'mixed16':
+                precision.restore_master_weights(
+                    trainer.updater.get_optimizer('main'), s.resume_path)
         optimizer_module.synchronize_start(
             trainer.updater.get_optimizer('main'), comm)
         # Errors are reported below (one line for user errors).
@@ -304,8 +318,10 @@ def train(options):
                 registry.lookup(config['dataset']).label_names)
         path = os.path.join(config['out'], FINAL_MODEL_FILE)
         # Uncompressed: trained weights shrink by a few percent only.
-        save_npz_atomic(path, trainer.updater.get_optimizer(
-            'main').target.model, compression=False)
+        # Float32 also after mixed16 (the master weights).
+        save_npz_atomic(path, precision.float32_arrays(
+            trainer.updater.get_optimizer('main').target.model),
+            compression=False)
         print('saved the trained model to {}'.format(path), flush=True)
         return path
 
