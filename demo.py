@@ -28,6 +28,7 @@ from pspnet import device
 from pspnet import flags
 from pspnet import image_io
 from pspnet import models
+from pspnet import precision
 from pspnet import visualizations
 from pspnet.errors import ArgumentParser
 from pspnet.errors import exit_on_user_error
@@ -64,6 +65,7 @@ def parse_args(argv=None):
                         'PREFIX ending in / (default result)')
     parser.add_argument('--show', action='store_true',
                         help='also open each figure in a window')
+    precision.add_inference_arguments(parser)
     parser.add_argument('images', nargs='+', metavar='IMAGE',
                         help='image files or folders of images')
     return parser.parse_args(argv)
@@ -139,6 +141,9 @@ def main(argv=None):
     model = models.build_model(args.model, args.dataset,
                                args.pretrained_model, args.input_size)
     device.use_gpu(model, args.gpu)
+    for line in precision.setup_inference(model, args.dtype, args.tf32,
+                                          args.gpu):
+        print(line, flush=True)
     names, colors = visualizations.label_names_and_colors(model.n_class,
                                                           model.dataset)
 

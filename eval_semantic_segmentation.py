@@ -14,6 +14,7 @@ from pspnet.datasets import registry
 from pspnet import evaluations
 from pspnet import flags
 from pspnet import mpi
+from pspnet import precision
 from pspnet.device import use_gpu
 from pspnet.errors import ArgumentParser
 from pspnet.errors import exit_on_user_error
@@ -51,6 +52,7 @@ def parse_args(argv=None):
                         '$CHAINER_DATASET_ROOT/pfnet/chainercv/DATASET)')
     parser.add_argument('--limit', type=flags.positive_int,
                         help='evaluate only the first N images')
+    precision.add_inference_arguments(parser)
     parser.add_argument('--json', metavar='FILE',
                         help='also write every figure to FILE')
     return parser.parse_args(argv)
@@ -95,6 +97,10 @@ def prepare(args, comm):
     model.scales = args.scales
     model.flip = not args.no_flip
     use_gpu(model, gpu)
+    lines = precision.setup_inference(model, args.dtype, args.tf32, gpu)
+    if comm is None or comm.rank == 0:
+        for line in lines:
+            print(line, flush=True)
     return dataset, spec.label_names, n_images, model
 
 

@@ -90,6 +90,9 @@ def parse_args(argv=None):
                         'convolutions, float32 batch normalization and '
                         'master weights, dynamic loss scaling (for GPUs; '
                         'files stay float32)')
+    parser.add_argument('--tf32', action='store_true',
+                        help='let cuBLAS use TF32 for float32 matrix '
+                        'products (GPUs of compute capability 8.0+)')
     parser.add_argument('--no-progress', dest='progress',
                         action='store_false', help='no progress bar')
     return parser.parse_args(argv)

@@ -365,3 +365,39 @@ class LossScaleState(extension.Extension):
 def loss_scale(optimizer):
     """The current loss scale of an optimizer (None without scaling)."""
     return getattr(optimizer, '_loss_scale', None)
+
+
+def add_inference_arguments(parser):
+    """``--dtype float32|float16`` and ``--tf32`` of the inference scripts
+    (demo.py, eval_semantic_segmentation.py)."""
+    parser.add_argument('--dtype', choices=INFERENCE_DTYPES,
+                        default='float32',
+                        help='float32 (default) or float16: float16 '
+                        'convolutions, float32 batch normalization and '
+                        'softmax (for GPUs; slow on the CPU)')
+    parser.add_argument('--tf32', action='store_true',
+                        help='let cuBLAS use TF32 for float32 matrix '
+                        'products (GPUs of compute capability 8.0+)')
+
+
+def setup_inference(model, dtype='float32', tf32=False, gpu=-1):
+    """Apply ``--dtype`` and ``--tf32`` to a model already on its device.
+
+    Args:
+        model (pspnet.PSPNet): The model, float32 weights loaded.
+        dtype (str): ``'float32'`` or ``'float16'``.
+        tf32 (bool): Allow TF32 on the GPU.
+        gpu (int or None): The model's GPU; None or negative for the CPU.
+
+    Returns:
+        list of str: Lines for the start of the output: the GPU and
+        whether cuDNN runs (with a GPU), TF32 and float16 notes.
+
+    Raises:
+        UserError: Unknown dtype, TF32 on a GPU without it.
+    """
+    from pspnet import device
+    lines = device.speed_setup(gpu, tf32)
+    inference_model(model, dtype)
+    note = describe_inference(model, dtype)
+    return lines + ([note] if note else [])

@@ -207,8 +207,12 @@ def test_mixed16_loss_follows_float32(runs):
     loss32 = np.array([e['main/loss'] for e in log32])
     loss16 = np.array([e['main/loss'] for e in log16])
     assert np.all(np.isfinite(loss16))
-    # The same data and initial weights (seeded); dropout masks differ.
-    np.testing.assert_allclose(loss16, loss32, rtol=0.1)
+    # The same initial weights; the random crops and dropout masks of the
+    # two runs differ, so only the first step is close, and the curves
+    # within the noise of a short run.
+    assert loss16[0] == pytest.approx(loss32[0], rel=0.05)
+    assert loss16.mean() == pytest.approx(loss32.mean(), rel=0.1)
+    assert loss16[-1] < loss16[0] and loss32[-1] < loss32[0]
     # No overflow in so short a run: the scale doubles every step.
     assert [e['loss_scale'] for e in log16] == [2.0, 4.0, 8.0, 16.0]
     assert 'loss_scale' not in log32[0]

@@ -116,6 +116,9 @@ def _prepare(config, kind, comm):
     """Process-local setup, which may fail (checked by every process)."""
     s = _Setup()
     s.device = device.process_device(kind, comm)
+    s.speed_lines = device.speed_setup(
+        s.device.device.id if kind == 'gpu' else None,
+        config.get('tf32', False))
     out = config['out']
     os.makedirs(out, exist_ok=True)
     s.resume_path = snapshots.resolve_resume(config['resume'], out)
@@ -229,6 +232,7 @@ def _describe(config, s, comm, kind, n_loaders):
         'start: {}; {} loader process(es) per process; output in {}'.format(
             s.initial_weights, n_loaders, config['out']),
     ]
+    lines.extend(s.speed_lines)
     if s.resume_path is not None:
         lines.append('resuming at iteration {} from {}'.format(
             s.resume_iteration, s.resume_path))
