@@ -261,3 +261,23 @@ def test_mixed16_snapshot_resumes_with_its_loss_scale(runs, tmp_path):
     assert np.all(np.isfinite([e['main/loss'] for e in log]))
     with np.load(os.path.join(out, 'model_final.npz')) as f:
         assert f['head_conv2/W'].dtype == np.float32
+
+
+def test_tf32_on_the_cpu_is_a_noted_no_op():
+    from pspnet import device
+    assert device.speed_setup(None, tf32=True) == [
+        '--tf32 has no effect on the CPU (it is a GPU setting)']
+    assert device.speed_setup(-1) == []
+
+
+@pytest.mark.skipif(__import__('pspnet.device').device.gpu_count() > 0,
+                    reason='this machine has a GPU')
+def test_bench_gpu_without_gpu_is_one_line():
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'benchmarks', 'bench_gpu.py')],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        universal_newlines=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stdout.strip().splitlines() == [
+        'bench_gpu.py: no CUDA GPU 0 here (CuPy missing or no device); '
+        'nothing measured']
