@@ -162,7 +162,7 @@ def _train(data_dir, out, dtype, *extra, initial='none'):
     command = [MPIEXEC, '-n', '1', sys.executable,
                os.path.join(ROOT, 'train_multi.py'),
                '--dataset', 'cityscapes', '--model', 'pspnet_resnet50',
-               '--data-dir', data_dir, '--out', out, '--crop-size', '64',
+               '--data-dir', data_dir, '--out', out, '--crop-size', '48',
                '--batchsize', '2', '--iteration', str(N_ITER),
                '--lr', '0.002', '--pretrained-model', initial,
                '--log-interval', '1', '--snapshot-interval', '2',
@@ -186,7 +186,7 @@ def runs(tmp_path_factory):
             sys.executable))
     data_dir = dataset_factory.make_cityscapes(
         str(tmp_path_factory.mktemp('cityscapes')), n_per_city=1,
-        size=(64, 96), learnable=True, train_ids=(0, 2, 8, 10))
+        size=(48, 72), learnable=True, train_ids=(0, 2, 8, 10))
     # Both runs start from the same weights.
     np.random.seed(0)
     initial = str(tmp_path_factory.mktemp('initial') / 'initial.npz')
