@@ -20,6 +20,7 @@ from pspnet.datasets.ade20k_labels import ade20k_semantic_segmentation_label_nam
 from pspnet.datasets.cityscapes import CityscapesSemanticSegmentationDataset
 from pspnet.datasets.cityscapes_labels import cityscapes_semantic_segmentation_label_colors  # NOQA
 from pspnet.datasets.cityscapes_labels import cityscapes_semantic_segmentation_label_names  # NOQA
+from pspnet.datasets.sbd import VOCAugSemanticSegmentationDataset
 from pspnet.datasets.voc import VOCSemanticSegmentationDataset
 from pspnet.datasets.voc_labels import voc_semantic_segmentation_label_colors  # NOQA
 from pspnet.datasets.voc_labels import voc_semantic_segmentation_label_names  # NOQA
@@ -42,7 +43,8 @@ EXTRACTOR_PRESET = 'imagenet'
 
 
 class DatasetSpec(collections.namedtuple('DatasetSpec', (
-        'name', 'label_names', 'label_colors', 'reader', 'input_size', 'iterations', 'weights'))):
+        'name', 'label_names', 'label_colors', 'reader', 'input_size',
+        'iterations', 'weights', 'train_split'), defaults=('train',))):
     """The facts of one dataset.
 
     Attributes:
@@ -54,13 +56,15 @@ class DatasetSpec(collections.namedtuple('DatasetSpec', (
         reader (callable): ``reader(split, data_dir)`` returns the split as
             a :class:`pspnet.datasets.SegmentationDataset` (items
             ``(img, label)``, label -1 where ignored); training reads
-            ``'train'``, evaluation ``'val'``.
+            ``train_split``, evaluation ``'val'``.
         input_size (int): Network input size (square) PSPNet uses for the
             dataset, at inference and as training crop.
         iterations (int or None): Iterations of the published training
             recipe (batch 16); None where the project has no recipe.
         weights (dict): Depth (50, 101) to the URL of published PSPNet
             weights for the dataset; depths without are missing.
+        train_split (str): The split training reads (``'train'``;
+            ``'train_aug'`` for VOC).
     """
 
     __slots__ = ()
@@ -105,11 +109,17 @@ DATASETS = collections.OrderedDict((spec.name, spec) for spec in (
         name='voc',
         label_names=voc_semantic_segmentation_label_names,
         label_colors=voc_semantic_segmentation_label_colors,
-        reader=lambda split, data_dir: VOCSemanticSegmentationDataset(
-            data_dir=data_dir, split=split),
+        reader=lambda split, data_dir: (
+            VOCAugSemanticSegmentationDataset(data_dir=data_dir)
+            if split == 'train_aug' else VOCSemanticSegmentationDataset(
+                data_dir=data_dir, split=split)),
         input_size=473,
-        iterations=None,
-        weights={}),
+        # PSPNet's paper (Zhao et al. 2017, section 5.1): 30K iterations at
+        # batch 16 for PASCAL VOC (hszhao/semseg's voc2012 configs: 50
+        # epochs of train_aug at batch 16, 33K).
+        iterations=30000,
+        weights={},
+        train_split='train_aug'),
 ))
 
 

@@ -22,6 +22,46 @@ def _split_file(voc_dir, split):
     return os.path.join(voc_dir, 'ImageSets', 'Segmentation', split + '.txt')
 
 
+#: What to do about a missing or incomplete VOC folder.
+FIX = ('extract VOCtrainval_11-May-2012.tar from {} and pass its '
+       "VOCdevkit/VOC2012 folder as data_dir, or data_dir='auto' to "
+       'download it'.format(URL))
+
+
+def resolve_voc_dir(data_dir, split='train'):
+    """The ``VOC2012`` folder meant by ``data_dir``: itself, its
+    ``VOCdevkit/VOC2012``, or (``'auto'``) the downloaded one (the archive
+    is fetched once when ``split``'s list is missing)."""
+    if data_dir == 'auto':
+        return os.path.join(fetch_dataset(
+            'voc', URL, lambda root: os.path.isfile(
+                _split_file(os.path.join(root, _DEVKIT), split))),
+            _DEVKIT)
+    if (not os.path.isdir(os.path.join(data_dir, 'ImageSets'))
+            and os.path.isdir(os.path.join(data_dir, _DEVKIT))):
+        return os.path.join(data_dir, _DEVKIT)
+    return data_dir
+
+
+def read_split_ids(voc_dir, split):
+    """The image ids of ``ImageSets/Segmentation/{split}.txt``, in file
+    order.
+
+    Raises:
+        UserError: The list is missing or empty.
+    """
+    split_file = _split_file(voc_dir, split)
+    if not os.path.isfile(split_file):
+        raise UserError('VOC split file {} does not exist; {}'.format(
+            split_file, FIX))
+    with open(split_file) as f:
+        ids = [line.strip() for line in f if line.strip()]
+    if not ids:
+        raise UserError('VOC split file {} lists no images; {}'.format(
+            split_file, FIX))
+    return ids
+
+
 class VOCSemanticSegmentationDataset(base.SegmentationDataset):
     """VOC 2012 images with their segmentation labels.
 
@@ -50,26 +90,9 @@ class VOCSemanticSegmentationDataset(base.SegmentationDataset):
         if split not in _SPLITS:
             raise UserError('VOC has no {!r} split; use one of {}'.format(
                 split, ', '.join(_SPLITS)))
-        if data_dir == 'auto':
-            data_dir = os.path.join(fetch_dataset(
-                'voc', URL, lambda root: os.path.isfile(
-                    _split_file(os.path.join(root, _DEVKIT), split))),
-                _DEVKIT)
-        elif (not os.path.isdir(os.path.join(data_dir, 'ImageSets'))
-              and os.path.isdir(os.path.join(data_dir, _DEVKIT))):
-            data_dir = os.path.join(data_dir, _DEVKIT)
-        fix = ('extract VOCtrainval_11-May-2012.tar from {} and pass its '
-               "VOCdevkit/VOC2012 folder as data_dir, or data_dir='auto' to "
-               'download it'.format(URL))
+        data_dir = resolve_voc_dir(data_dir, split)
         split_file = _split_file(data_dir, split)
-        if not os.path.isfile(split_file):
-            raise UserError('VOC split file {} does not exist; {}'.format(
-                split_file, fix))
-        with open(split_file) as f:
-            self.ids = [line.strip() for line in f if line.strip()]
-        if not self.ids:
-            raise UserError('VOC split file {} lists no images; {}'.format(
-                split_file, fix))
+        self.ids = read_split_ids(data_dir, split)
         self.img_paths = [os.path.join(data_dir, 'JPEGImages', id_ + '.jpg')
                           for id_ in self.ids]
         self.label_paths = [
@@ -78,8 +101,8 @@ class VOCSemanticSegmentationDataset(base.SegmentationDataset):
         for img_path in self.img_paths:
             if not os.path.isfile(img_path):
                 raise UserError('image {} listed in {} does not exist; {}'
-                                .format(img_path, split_file, fix))
-        base.require_labels(self.img_paths, self.label_paths, fix)
+                                .format(img_path, split_file, FIX))
+        base.require_labels(self.img_paths, self.label_paths, FIX)
 
     n_class = len(voc_semantic_segmentation_label_names)
     label_values = '0 to {} for the classes, 255 for borders'.format(
