@@ -8,13 +8,12 @@ global average accuracy). ``mpiexec -n N python eval_semantic_segmentation.py
 import os
 import sys
 
-import tqdm
-
 from pspnet.datasets import registry
 from pspnet import evaluations
 from pspnet import flags
 from pspnet import mpi
 from pspnet import precision
+from pspnet import progress as progress_bars
 from pspnet.device import use_gpu
 from pspnet.errors import ArgumentParser
 from pspnet.errors import exit_on_user_error
@@ -70,8 +69,7 @@ def _progress_bar(comm, n_images, n_own):
     rank 0's share under MPI)."""
     if comm is not None and comm.rank != 0:
         return None, None
-    bar = tqdm.tqdm(total=n_images, unit='img', file=sys.stderr,
-                    dynamic_ncols=True)
+    bar = progress_bars.bar(total=n_images, unit='img', file=sys.stderr)
 
     def progress(n_done_own):
         done = n_images if n_done_own >= n_own else int(
