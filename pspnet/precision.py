@@ -188,8 +188,7 @@ def inference_model(model, dtype):
             or a GPU).
         dtype (str): ``'float32'`` (nothing changes) or ``'float16'`` (the
             mixed16 layout, :func:`to_half`; on the CPU this runs Chainer's
-            functions in numpy float16, many times slower than float32's
-            fast path, which is float32 only).
+            functions, slower than the fast path, which is float32 only).
 
     Returns:
         pspnet.PSPNet: The same model.
@@ -211,9 +210,9 @@ def describe_inference(model, dtype):
     if dtype == 'float32':
         return None
     if model.xp is np:
-        return ('--dtype float16 on the CPU: Chainer\'s functions in numpy '
-                'float16, much slower than the float32 fast path (float16 '
-                'is meant for GPUs)')
+        return ('--dtype float16 on the CPU: Chainer\'s functions in '
+                'float16, slower than the float32 fast path (float16 is '
+                'meant for GPUs)')
     return ('--dtype float16: float16 convolutions, float32 batch '
             'normalization and softmax')
 
