@@ -42,7 +42,8 @@ EXTRACTOR_PRESET = 'imagenet'
 
 
 class DatasetSpec(collections.namedtuple('DatasetSpec', (
-        'name', 'label_names', 'label_colors', 'reader', 'input_size', 'iterations', 'weights'))):
+        'name', 'label_names', 'label_colors', 'reader', 'input_size',
+        'iterations', 'weights', 'benchmark', 'test_split'))):
     """The facts of one dataset.
 
     Attributes:
@@ -61,6 +62,12 @@ class DatasetSpec(collections.namedtuple('DatasetSpec', (
             recipe (batch 16); None where the project has no recipe.
         weights (dict): Depth (50, 101) to the URL of published PSPNet
             weights for the dataset; depths without are missing.
+        benchmark (str or None): Whose prediction files and official
+            scores evaluation gives (``'cityscapes'``, ``'ade20k'``,
+            ``'voc'``, :mod:`pspnet.evaluations.prediction_files`); None:
+            class-index PNGs and ChainerCV's figures only.
+        test_split (str or None): The split of the benchmark's test
+            images, released without labels.
     """
 
     __slots__ = ()
@@ -73,6 +80,10 @@ class DatasetSpec(collections.namedtuple('DatasetSpec', (
         """The ``split`` of the dataset read from ``data_dir`` (the reader
         names the splits it has when it has no ``split``)."""
         return self.reader(split, data_dir)
+
+
+# Datasets of the user's own default to no benchmark and no test split.
+DatasetSpec.__new__.__defaults__ = (None, None)
 
 
 DATASETS = collections.OrderedDict((spec.name, spec) for spec in (
@@ -88,7 +99,8 @@ DATASETS = collections.OrderedDict((spec.name, spec) for spec in (
             50: _URL_ROOT
             + 'pspnet_resnet50_cityscapes_trained_2018_12_19.npz',
             101: _URL_ROOT
-            + 'pspnet_resnet101_cityscapes_trained_2018_12_19.npz'}),
+            + 'pspnet_resnet101_cityscapes_trained_2018_12_19.npz'},
+        benchmark='cityscapes', test_split='test'),
     DatasetSpec(
         name='ade20k',
         label_names=ade20k_semantic_segmentation_label_names,
@@ -100,7 +112,8 @@ DATASETS = collections.OrderedDict((spec.name, spec) for spec in (
         weights={
             50: _URL_ROOT + 'pspnet_resnet50_ade20k_trained_2018_12_23.npz',
             101: _URL_ROOT
-            + 'pspnet_resnet101_ade20k_trained_2018_12_23.npz'}),
+            + 'pspnet_resnet101_ade20k_trained_2018_12_23.npz'},
+        benchmark='ade20k', test_split='release_test'),
     DatasetSpec(
         name='voc',
         label_names=voc_semantic_segmentation_label_names,
@@ -109,7 +122,7 @@ DATASETS = collections.OrderedDict((spec.name, spec) for spec in (
             data_dir=data_dir, split=split),
         input_size=473,
         iterations=None,
-        weights={}),
+        weights={}, benchmark='voc', test_split='test'),
 ))
 
 

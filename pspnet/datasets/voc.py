@@ -7,6 +7,7 @@ import numpy as np
 
 from pspnet.datasets import base
 from pspnet.datasets.voc_labels import voc_semantic_segmentation_label_names  # NOQA
+from pspnet.datasets.download import dataset_root
 from pspnet.datasets.download import fetch_dataset
 from pspnet.errors import UserError
 
@@ -14,7 +15,9 @@ from pspnet.errors import UserError
 URL = ('http://host.robots.ox.ac.uk/pascal/VOC/voc2012/'
        'VOCtrainval_11-May-2012.tar')
 
-_SPLITS = ('train', 'val', 'trainval')
+_SPLITS = ('train', 'val', 'trainval', 'test')
+#: The test images and list (no labels), from the evaluation server.
+TEST_ARCHIVE = 'VOC2012test.tar'
 _DEVKIT = os.path.join('VOCdevkit', 'VOC2012')
 
 
@@ -37,20 +40,26 @@ class VOCSemanticSegmentationDataset(base.SegmentationDataset):
         data_dir (str): The ``VOC2012`` folder (or a folder holding
             ``VOCdevkit/VOC2012``); ``'auto'`` downloads the archive once
             into ``$CHAINER_DATASET_ROOT/pfnet/chainercv/voc``.
-        split ({'train', 'val', 'trainval'}): Image list to use.
+        split ({'train', 'val', 'trainval', 'test'}): Image list to use;
+            ``'test'`` is the list of ``VOC2012test.tar`` (from the
+            evaluation server, not downloaded here), without labels.
 
     Each item is ``(img, label)``:
 
     * img: (3, H, W) float32 RGB, values in [0, 255].
     * label: (H, W) int32 class ids in [0, 20], -1 for the borders and
-      difficult regions (255 in the files).
+      difficult regions (255 in the files); None for ``'test'``
+      (``has_labels`` False).
     """
 
     def __init__(self, data_dir='auto', split='train'):
         if split not in _SPLITS:
             raise UserError('VOC has no {!r} split; use one of {}'.format(
                 split, ', '.join(_SPLITS)))
-        if data_dir == 'auto':
+        self.has_labels = split != 'test'
+        if data_dir == 'auto' and not self.has_labels:
+            data_dir = os.path.join(dataset_root('voc'), _DEVKIT)
+        elif data_dir == 'auto':
             data_dir = os.path.join(fetch_dataset(
                 'voc', URL, lambda root: os.path.isfile(
                     _split_file(os.path.join(root, _DEVKIT), split))),
@@ -61,6 +70,10 @@ class VOCSemanticSegmentationDataset(base.SegmentationDataset):
         fix = ('extract VOCtrainval_11-May-2012.tar from {} and pass its '
                "VOCdevkit/VOC2012 folder as data_dir, or data_dir='auto' to "
                'download it'.format(URL))
+        if not self.has_labels:
+            fix = ('extract {} (from the VOC evaluation server, after '
+                   'registering) and pass its VOCdevkit/VOC2012 folder as '
+                   'data_dir'.format(TEST_ARCHIVE))
         split_file = _split_file(data_dir, split)
         if not os.path.isfile(split_file):
             raise UserError('VOC split file {} does not exist; {}'.format(
@@ -79,7 +92,8 @@ class VOCSemanticSegmentationDataset(base.SegmentationDataset):
             if not os.path.isfile(img_path):
                 raise UserError('image {} listed in {} does not exist; {}'
                                 .format(img_path, split_file, fix))
-        base.require_labels(self.img_paths, self.label_paths, fix)
+        if self.has_labels:
+            base.require_labels(self.img_paths, self.label_paths, fix)
 
     n_class = len(voc_semantic_segmentation_label_names)
     label_values = '0 to {} for the classes, 255 for borders'.format(
