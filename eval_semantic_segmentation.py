@@ -115,12 +115,12 @@ def prepare(args, comm):
         gpu = comm.intra_rank
     if args.json:
         atomic.check_target(args.json, '--json file')
+    if args.save_color and not args.save_predictions:
+        raise UserError('--save-color needs --save-predictions DIR')
     for option, folder in (('--save-predictions', args.save_predictions),
                            ('--save-color', args.save_color)):
         if folder:
             prediction_files.check_output_dir(folder, option)
-    if args.save_color and not args.save_predictions:
-        raise UserError('--save-color needs --save-predictions DIR')
     spec = registry.lookup(args.dataset)
     dataset = spec.get(args.split, args.data_dir)
     has_labels = getattr(dataset, 'has_labels', True)

@@ -193,8 +193,9 @@ class PredictionWriter(object):
         self.n_class = n_class
         self.color_folder = color_folder
         self._colors = np.zeros((max(n_class, 1), 3), dtype=np.uint8)
-        self._colors[:len(label_colors)] = np.asarray(label_colors,
-                                                      dtype=np.uint8)
+        if len(label_colors):
+            self._colors[:len(label_colors)] = np.asarray(label_colors,
+                                                          dtype=np.uint8)
 
     def path(self, i):
         """The prediction file of image ``i``."""
