@@ -114,7 +114,10 @@ def prepare(args, comm):
     if comm is not None and gpu >= 0:
         gpu = comm.intra_rank
     if args.json:
-        atomic.check_target(args.json, '--json file')
+        try:
+            atomic.check_target(args.json, '--json file')
+        except UserError as e:
+            raise UserError('--json: {}'.format(e))
     if args.save_color and not args.save_predictions:
         raise UserError('--save-color needs --save-predictions DIR')
     for option, folder in (('--save-predictions', args.save_predictions),
