@@ -62,9 +62,10 @@ class CityscapesSemanticSegmentationDataset(base.SegmentationDataset):
 
     * img: (3, H, W) float32 RGB, values in [0, 255].
     * label: (H, W) int32, train ids in [-1, 18] (-1: ignored), or label
-      ids in [0, 33] when ``ignore_labels`` is False; None for the
-      ``'test'`` split, whose label files are placeholders
-      (``has_labels`` is False).
+      ids in [0, 33] when ``ignore_labels`` is False. The ``'test'``
+      labels of the archives are placeholders: they are read as ChainerCV
+      reads them where present (None where absent), but ``has_labels`` is
+      False, so evaluation writes predictions only.
 
     Where ``*_gtFine_instanceIds.png`` files lie beside the label files,
     ``has_instances`` is True and :meth:`get_instance_ids` reads them.
