@@ -84,11 +84,12 @@ def test_one_process_and_mpiexec_agree(data):
     lines = one.stdout.splitlines()
     # ChainerCV's table, then Cityscapes' category scores (no instance
     # files in this tree: no iIoU, said in one line)
-    assert len(lines) == 19 + 4 + 1 + 8 + 1
+    assert len(lines) == 19 + 4 + 2 + 8 + 1
     assert lines[23] == '=' * 34 + ' Cityscapes'
-    assert lines[24].startswith('      category IoU flat : ')
-    assert lines[31].startswith('      category mean IoU : ')
-    assert 'no iIoU' in lines[32]
+    assert lines[24] == '-' * 34 + ' categories'
+    assert lines[25].startswith('               IoU flat : ')
+    assert lines[32].startswith('      category mean IoU : ')
+    assert 'no iIoU' in lines[33]
     assert one_record['category_miou'] is not None
     assert 'iiou' not in one_record
     assert lines[0].startswith(' ' * 19 + 'road : ')

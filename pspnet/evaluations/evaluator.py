@@ -126,12 +126,13 @@ def format_table(metrics, label_names, official=None):
             rows.append(line.format('iIoU ' + name, value))
         if 'iiou_mean' in official:
             rows.append(line.format('mean iIoU', official['iiou_mean']))
+        rows.append('-' * 34 + ' categories\n')
         for name, value in official['category_iou'].items():
-            rows.append(line.format('category IoU ' + name, value))
+            rows.append(line.format('IoU ' + name, value))
         rows.append(line.format('category mean IoU',
                                 official['category_miou']))
         for name, value in official.get('category_iiou', {}).items():
-            rows.append(line.format('category iIoU ' + name, value))
+            rows.append(line.format('iIoU ' + name, value))
         if 'category_iiou_mean' in official:
             rows.append(line.format('category mean iIoU',
                                     official['category_iiou_mean']))
