@@ -229,9 +229,15 @@ def evaluate(args, comm, plan):
               args.data_dir)
     indices = mpi.shard_indices(plan.n_images, comm)
     path, state = mpi.agree(comm, _checkpoint, args, plan, comm, indices)
-    if state.n_done and (comm is None or comm.rank == 0):
-        sys.stderr.write('continuing from {} ({} of {} images done)\n'.format(
-            path, state.n_done, len(indices)))
+    n_done = sum(mpi.allgather(comm, state.n_done))
+    if n_done and (comm is None or comm.rank == 0):
+        sys.stderr.write('continuing from the checkpoint{} {} ({} of {} '
+                         'images done)\n'.format(
+                             '' if comm is None else 's of',
+                             path if comm is None else
+                             progress_files.checkpoint_path(
+                                 args.json or args.save_predictions)[:-4]
+                             + '-*', n_done, plan.n_images))
     last = [time.monotonic()]
 
     def after_batch(state):
