@@ -56,6 +56,10 @@ class EvaluationState(object):
     def load_arrays(self, arrays):
         """Take the sums of :meth:`arrays` (shapes checked)."""
         mine = self.arrays()
+        stored = set(arrays) - {'fingerprint', 'version'}
+        if stored != set(mine):
+            raise ValueError('checkpoint holds {}, expected {}'.format(
+                ', '.join(sorted(stored)), ', '.join(sorted(mine))))
         for key, value in mine.items():
             if key not in arrays or np.shape(arrays[key]) != value.shape:
                 raise ValueError('checkpoint array {} missing or of another '
