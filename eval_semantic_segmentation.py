@@ -1,4 +1,4 @@
-"""Evaluate PSPNet on the validation set of Cityscapes, ADE20K or VOC.
+"""Evaluate PSPNet on Cityscapes, ADE20K or VOC (val, or a test split).
 
 Prints ChainerCV's table (IoU per class, mean IoU, class average accuracy,
 global average accuracy) and the benchmark's own scores (Cityscapes: iIoU
