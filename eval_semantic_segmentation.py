@@ -304,8 +304,11 @@ def main(argv=None):
     if mpi.launched_by_mpi():
         # Checked before MPI starts: a missing GPU in one line, once.
         mpi.before_mpi(_check_gpu, args.gpu)
-        comm = mpi.create_communicator('pure_nccl' if args.gpu >= 0
-                                       else 'naive')
+        comm = mpi.create_communicator(
+            'pure_nccl' if args.gpu >= 0 else 'naive',
+            fix='install CuPy with NCCL (requirements-gpu.txt, see README) '
+            'or drop --gpu to evaluate on CPU processes' if args.gpu >= 0
+            else 'reinstall requirements.txt (mpi4py and mpich)')
     mpi.run_collectively(
         comm, lambda: evaluate(args, comm, mpi.agree(comm, prepare, args,
                                                      comm)))
