@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train PSPNet with data parallelism over MPI processes (ChainerMN).
 
-    mpiexec -n N python3 train_multi.py --dataset cityscapes|ade20k
+    mpiexec -n N python3 train_multi.py --dataset cityscapes|ade20k|voc
         --model pspnet_resnet50|pspnet_resnet101 [--data-dir D] [--lr 1e-2]
         [--batchsize 2] [--out result] [--iteration I] [--communicator C]
         [--crop-size N] [--device auto|gpu|cpu]
@@ -26,8 +26,8 @@ from pspnet.training import run
 
 def parse_args(argv=None):
     parser = ArgumentParser(
-        description='Train PSPNet on Cityscapes or ADE20K with ChainerMN '
-        '(start with mpiexec -n N).')
+        description='Train PSPNet on Cityscapes, ADE20K or VOC (SBD '
+        'train_aug) with ChainerMN (start with mpiexec -n N).')
     parser.add_argument('--dataset', required=True,
                         type=flags.training_dataset,
                         metavar=flags.dataset_names(training=True))

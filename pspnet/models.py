@@ -52,10 +52,10 @@ def build_model(model='pspnet_resnet101', dataset=None, pretrained_model=None,
         spec = spec or registry.lookup('cityscapes')
         if cls._n_layer not in spec.weights:
             raise UserError(
-                'no published {} weights; convert a caffemodel with '
+                'no published {0} weights; convert a caffemodel with '
                 'caffe2npz.py (pspnet101_VOC2012.caffemodel for voc) or train '
-                'a model, then pass --pretrained-model FILE.npz'.format(
-                    spec.name))
+                'them (mpiexec -n N python3 train_multi.py --dataset {0}), '
+                'then pass --pretrained-model FILE.npz'.format(spec.name))
         pretrained_model = spec.name
     if pretrained_model == registry.EXTRACTOR_PRESET:
         raise UserError('the imagenet weights hold no classifier; pass '

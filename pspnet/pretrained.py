@@ -94,6 +94,19 @@ def _depth_of(shapes, prefix=''):
     return None
 
 
+#: Name prefixes of the training chain's auxiliary head, which a PSPNet
+#: file may carry beside the model's arrays (``caffe2npz.py --with-aux``;
+#: :data:`pspnet.training.train_chain.AUX_LINKS`): training loads them into
+#: its chain, the inference model has no such arrays and skips them.
+AUXILIARY_PREFIXES = ('aux_conv1/', 'aux_conv2/')
+
+
+def auxiliary_shapes(shapes):
+    """The auxiliary head's arrays among an npz's shapes (name to shape)."""
+    return {k: v for k, v in shapes.items()
+            if k.startswith(AUXILIARY_PREFIXES)}
+
+
 def check_fits(link, path, what='PSPNet', except_prefix=None, shapes=None):
     """Check that an npz file has exactly the link's arrays and shapes.
 
@@ -113,6 +126,9 @@ def check_fits(link, path, what='PSPNet', except_prefix=None, shapes=None):
     """
     expected = link_shapes(link)
     found = read_npz_shapes(path) if shapes is None else shapes
+    if _PSPNET_KEY in expected:
+        found = {k: v for k, v in found.items()
+                 if not k.startswith(AUXILIARY_PREFIXES)}
     if except_prefix:
         expected, found = ({k: v for k, v in shapes.items()
                             if not k.startswith(except_prefix)}
@@ -297,9 +313,10 @@ def resolve_weights(n_layer, pretrained_model=None, n_class=None,
         spec = registry.DATASETS[pretrained_model]
         if n_layer not in spec.weights:
             raise UserError(
-                'no published {} weights for ResNet{}; pass an .npz file '
-                '(convert a caffemodel with caffe2npz.py or train a model) '
-                'or one of {}'.format(spec.name, n_layer, ', '.join(presets)))
+                'no published {0} weights for ResNet{1}; pass an .npz file '
+                '(convert a caffemodel with caffe2npz.py or train one with '
+                'train_multi.py --dataset {0}) or one of {2}'.format(
+                    spec.name, n_layer, ', '.join(presets)))
         weights_dataset = spec
         if n_class is not None and n_class != spec.n_class:
             if not training:

@@ -1,4 +1,5 @@
-"""Tiny datasets in the real on-disk layouts of Cityscapes, ADE20K and VOC.
+"""Tiny datasets in the real on-disk layouts of Cityscapes, ADE20K, VOC and
+SBD (VOC's augmented training labels).
 
 Each ``make_*`` function writes a few small images with their label files
 under ``root`` and returns the folder to pass as ``data_dir``. Contents are
@@ -253,6 +254,85 @@ def make_voc(root, splits=('train', 'val'), n_images=3, size=(64, 96),
         with open(os.path.join(list_dir, split + '.txt'), 'w') as f:
             f.write(''.join(id_ + '\n' for id_ in ids))
     return base
+
+
+def write_sbd_label(path, segmentation, n_class=21):
+    """Write an SBD class label file as SBD's ``cls/*.mat``: a MATLAB
+    struct ``GTcls`` with ``Boundaries`` (a cell of one sparse boundary map
+    per class but background), ``Segmentation`` (uint8 H x W) and
+    ``CategoriesPresent`` (the classes present, 1-based)."""
+    import scipy.io
+    import scipy.sparse
+    segmentation = np.asarray(segmentation, dtype=np.uint8)
+    boundaries = np.empty((n_class - 1, 1), dtype=object)
+    for c in range(1, n_class):
+        mask = segmentation == c
+        edge = mask & ~np.pad(mask, 1, mode='edge')[1:-1, 2:]
+        boundaries[c - 1, 0] = scipy.sparse.csc_matrix(edge)
+    present = np.array([c for c in np.unique(segmentation)
+                        if 0 < c < n_class], dtype=np.uint8)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    scipy.io.savemat(path, {'GTcls': {
+        'Boundaries': boundaries, 'Segmentation': segmentation,
+        'CategoriesPresent': present.reshape(-1, 1)}})
+
+
+def make_voc_sbd(root, n_voc=3, n_sbd=(4, 3), size=(64, 96), learnable=False,
+                 class_ids=None, borders=True, seed=0):
+    """Write VOC 2012 (:func:`make_voc`, train and val) and SBD beside it
+    (``root/benchmark_RELEASE/dataset/{img,cls,train.txt,val.txt}``), the
+    layout of VOC's ``train_aug`` set.
+
+    SBD's lists hold their own images (``n_sbd`` = (train, val) of them,
+    ids ``2008_*``) and also some of VOC's: SBD train lists VOC's first
+    train image and first val image, SBD val VOC's second val image, as
+    the real SBD overlaps VOC 2012's train and val.
+
+    Args:
+        root (str): Folder to create ``VOCdevkit`` and
+            ``benchmark_RELEASE`` in.
+        n_voc (int): VOC images per split (at least 2).
+        n_sbd (tuple of ints): SBD's own images in its train and val lists.
+        size, learnable, class_ids, seed: As for :func:`make_voc`.
+        borders (bool): SBD labels also hold 255 (ignored, as VOC's
+            borders).
+
+    Returns:
+        dict: ``voc_dir`` (the VOC2012 folder), ``sbd_dir`` (the
+        ``benchmark_RELEASE`` folder), ``voc`` (split to ids), ``sbd``
+        (split to ids), ``sbd_labels`` (id to the (H, W) uint8 map written)
+        and ``train_aug`` (the expected sorted ids).
+    """
+    voc_dir = make_voc(root, splits=('train', 'val'), n_images=n_voc,
+                       size=size, learnable=learnable, class_ids=class_ids,
+                       seed=seed)
+    voc_ids = {split: ['2007_{:06d}'.format(100 * s + k)
+                       for k in range(n_voc)]
+               for s, split in enumerate(('train', 'val'))}
+    rng = np.random.RandomState(seed + 1)
+    values = list(range(21) if class_ids is None else class_ids)
+    colors = {c: voc_palette[c] for c in range(21)}
+    sbd_dir = os.path.join(root, 'benchmark_RELEASE')
+    dataset = os.path.join(sbd_dir, 'dataset')
+    own = {split: ['2008_{:06d}'.format(100 * s + k) for k in range(n)]
+           for s, (split, n) in enumerate(zip(('train', 'val'), n_sbd))}
+    lists = {'train': own['train'] + [voc_ids['train'][0],
+                                      voc_ids['val'][0]],
+             'val': own['val'] + [voc_ids['val'][1]]}
+    labels = {}
+    for split, ids in lists.items():
+        for id_ in ids:
+            raw = _block_labels(rng, size, values, [255] if borders else [])
+            labels[id_] = raw.astype(np.uint8)
+            _write_rgb(os.path.join(dataset, 'img', id_ + '.jpg'),
+                       _image_for(rng, raw, colors, learnable))
+            write_sbd_label(os.path.join(dataset, 'cls', id_ + '.mat'), raw)
+        with open(os.path.join(dataset, split + '.txt'), 'w') as f:
+            f.write(''.join(id_ + '\n' for id_ in sorted(ids)))
+    train_aug = sorted((set(lists['train']) | set(lists['val'])
+                        | set(voc_ids['train'])) - set(voc_ids['val']))
+    return {'voc_dir': voc_dir, 'sbd_dir': sbd_dir, 'voc': voc_ids,
+            'sbd': lists, 'sbd_labels': labels, 'train_aug': train_aug}
 
 
 MAKERS = {'cityscapes': make_cityscapes, 'ade20k': make_ade20k,

@@ -436,7 +436,6 @@ def test_presets_and_overrides():
     (['--lr', 'nan'], '--lr'),
     (['--val-interval', '-1'], '--val-interval'),
     (['--loaderjob', '-1'], '--loaderjob'),
-    (['--dataset', 'voc'], 'no training recipe'),
     (['--dataset', 'mnist'], 'unknown dataset'),
 ])
 def test_bad_options_are_one_line_errors(flags, message, capsys):
@@ -450,9 +449,18 @@ def test_bad_options_are_one_line_errors(flags, message, capsys):
     assert message in lines[0]
 
 
-def test_resolve_config_refuses_datasets_without_recipe():
+def test_resolve_config_refuses_datasets_without_recipe(monkeypatch):
+    from pspnet.datasets import registry
+    monkeypatch.setitem(registry.DATASETS, 'voc',
+                        registry.DATASETS['voc']._replace(iterations=None))
     with pytest.raises(UserError, match='no training recipe'):
         run.resolve_config(_options(dataset='voc'))
+
+
+def test_resolve_config_voc_is_pspnets_recipe():
+    config = run.resolve_config(_options(dataset='voc'))
+    assert (config['crop_size'], config['iteration'], config['n_class']) \
+        == (473, 30000, 21)
 
 
 def test_communicator_choice():

@@ -22,10 +22,13 @@ from pspnet.datasets import registry
 from pspnet.errors import UserError
 from pspnet.links import PSPNetResNet101
 from pspnet.links import PSPNetResNet50
+from pspnet.training.train_chain import CAFFE_AUX_HEAD
+from pspnet.training.train_chain import TrainChain
 
 LINKS = {50: PSPNetResNet50, 101: PSPNetResNet101}
 
-AUXILIARY = 'auxiliary training branch, not part of the inference model'
+AUXILIARY = ('auxiliary training branch, not part of the inference model '
+             '(--with-aux keeps it for fine-tuning)')
 UNKNOWN = 'not a layer of PSPNet'
 
 
@@ -50,12 +53,14 @@ class ConversionReport(object):
             with parameters that was not converted.
         skipped (collections.Counter): Layers without parameters (ReLU,
             Pooling, Interp...), by type.
+        with_aux (bool): The auxiliary branch was converted too.
     """
 
-    def __init__(self, source, target, spec):
+    def __init__(self, source, target, spec, with_aux=False):
         self.source = source
         self.target = target
         self.spec = spec
+        self.with_aux = with_aux
         self.converted = collections.Counter()
         self.n_arrays = 0
         self.ignored = []
@@ -93,6 +98,15 @@ class ConversionReport(object):
         out.append('wrote {} for PSPNetResNet{} (n_class={}, input_size={})'
                    .format(self.target, spec.n_layer, spec.n_class,
                            spec.input_size[0]))
+        if self.with_aux:
+            out.append(
+                'with the auxiliary head ({}) as the training chain\'s {}; '
+                'fine-tune from all its layers with: mpiexec -n N python3 '
+                'train_multi.py --dataset {} --model {} --pretrained-model '
+                '{}'.format(', '.join(layout.auxiliary_layers(spec.n_layer)),
+                            ' and '.join(layout.AUX_LINKS),
+                            self.dataset or 'DATASET', self.model_name,
+                            self.target))
         flags = '--model {}{} --input-size {} --pretrained-model {}'.format(
             self.model_name,
             ' --dataset ' + self.dataset if self.dataset else '',
@@ -154,8 +168,12 @@ def _check_layer(record, target, arrays, path):
                         arrays[name].shape))
 
 
-def plan_conversion(records, spec, arrays, path, report):
+def plan_conversion(records, spec, arrays, path, report, with_aux=False):
     """Match layers to link arrays and check them, before reading values.
+
+    With ``with_aux``, ``arrays`` also holds the auxiliary head's
+    (:func:`pspnet.caffe.layout.auxiliary_targets`), which the file must
+    fill too.
 
     Returns:
         list: ``(record, target)`` of every layer to copy, in file order.
@@ -166,6 +184,21 @@ def plan_conversion(records, spec, arrays, path, report):
     """
     targets = layout.targets(spec.n_layer)
     auxiliary = set(layout.auxiliary_layers(spec.n_layer))
+    if with_aux:
+        present = {layout.canonical_name(r.name) for r in records
+                   if r.blob_shapes}
+        missing = [name for name in layout.auxiliary_layers(spec.n_layer)
+                   if name not in present]
+        if missing:
+            layers = ', '.join(layout.auxiliary_layers(spec.n_layer))
+            problem = ('holds no auxiliary branch ({})'.format(layers)
+                       if len(missing) == len(auxiliary) else
+                       'lacks {} of the auxiliary branch ({})'.format(
+                           ', '.join(missing), layers))
+            raise UserError(
+                '{} {}; convert it without --with-aux (fine-tuning then '
+                'starts the auxiliary head random)'.format(path, problem))
+        targets.update(layout.auxiliary_targets(spec.n_layer))
     plan, seen = [], set()
     for record in records:
         name = layout.canonical_name(record.name)
@@ -240,8 +273,15 @@ def check_paths(source, target):
     atomic.check_target(target, '.npz file')
 
 
+def _serialized(link, prefix=''):
+    """What ``save_npz`` writes for ``link``, names under ``prefix``."""
+    arrays = {}
+    link.serialize(chainer.serializers.DictionarySerializer(arrays))
+    return {prefix + name: array for name, array in arrays.items()}
+
+
 def convert_caffemodel(source, target, compress=False,
-                       default_input_sizes=None):
+                       default_input_sizes=None, with_aux=False):
     """Convert one of PSPNet's caffemodels into an npz file.
 
     Args:
@@ -255,13 +295,22 @@ def convert_caffemodel(source, target, compress=False,
         default_input_sizes (dict): Class count to (height, width), for a
             file without pyramid pooling layers; by default the input size
             of the registry's dataset with that class count.
+        with_aux (bool): Also convert the auxiliary training branch
+            (``conv4_{n+1}``, ``conv4_{n+1}/bn``, ``conv6_1``) into the
+            arrays of the training chain's auxiliary head (``aux_conv1/...``,
+            ``aux_conv2/...``, see
+            :class:`pspnet.training.train_chain.TrainChain` with
+            ``CAFFE_AUX_HEAD``), written beside the model's: the file loads
+            whole into ``train_multi.py --pretrained-model``, and into the
+            inference models as before (they skip those arrays).
 
     Returns:
         ConversionReport
 
     Raises:
         UserError: The file is missing, truncated, corrupt, not a PSPNet
-        model, or does not fill the model; nothing is written then.
+        model, or does not fill the model (with ``with_aux``, also the
+        auxiliary head); nothing is written then.
     """
     check_paths(source, target)
     if default_input_sizes is None:
@@ -273,10 +322,21 @@ def convert_caffemodel(source, target, compress=False,
     model = LINKS[spec.n_layer](spec.n_class, input_size=spec.input_size,
                                 initialW=_LeaveUnfilled())
     model.cleargrads()  # Chainer allocates NaN gradients; none are needed
+    aux = None
+    if with_aux:
+        channels, ksize = CAFFE_AUX_HEAD
+        aux = TrainChain(model, initialW=_LeaveUnfilled(),
+                         aux_channels=channels, aux_ksize=ksize)
+        aux.cleargrads()
     _release_freed_memory()
     arrays = _link_arrays(model)
-    report = ConversionReport(source, target, spec)
-    plan = plan_conversion(records, spec, arrays, source, report)
+    if aux is not None:
+        for name in layout.AUX_LINKS:
+            arrays.update({key: array for key, array in _serialized(
+                getattr(aux, name), name + '/').items()
+                if not key.endswith('/N')})
+    report = ConversionReport(source, target, spec, with_aux)
+    plan = plan_conversion(records, spec, arrays, source, report, with_aux)
 
     # Largest layers first: a layer's values are briefly held twice while
     # it is copied, and that costs least while the model is still empty.
@@ -288,5 +348,12 @@ def convert_caffemodel(source, target, compress=False,
             del layer
             report.converted[target_.kind] += 1
             report.n_arrays += len(target_.arrays)
-    _save_npz_atomically(model, target, compress)
+    if aux is not None:
+        # The model's arrays, then the auxiliary head's, as one npz.
+        saved = _serialized(model)
+        for name in layout.AUX_LINKS:
+            saved.update(_serialized(getattr(aux, name), name + '/'))
+        _save_npz_atomically(saved, target, compress)
+    else:
+        _save_npz_atomically(model, target, compress)
     return report

@@ -15,9 +15,14 @@ The names are those of the models released with PSPNet (hszhao/PSPNet):
 * ``<convolution>/bn``: the batch normalization after that convolution,
   four blobs of shape (1, C, 1, 1): scale, shift, running mean, running
   variance (``gamma``, ``beta``, ``avg_mean``, ``avg_var``).
-* ``conv4_{n+1}``, ``conv4_{n+1}/bn``, ``conv6_1`` (n = the units of stage
-  4, 24 for ResNet101, 7 for ResNet50): the auxiliary classifier used only
-  in training.
+* ``conv4_{n+1}``, ``conv4_{n+1}/bn``, ``conv6_1`` (n + 1 = 24 for
+  ResNet101, 7 for ResNet50: the number after stage 4's last unit): the
+  auxiliary classifier used only in training, on res4: a 3x3 convolution
+  to 256 channels without bias, its BN (then ReLU and dropout), and a 1x1
+  convolution with bias to the classes (as hszhao/semseg's PyTorch
+  PSPNet, ``aux``). With ``--with-aux`` they go to the training chain's
+  ``aux_conv1`` (``conv/W``, ``bn/...``) and ``aux_conv2`` (``W``, ``b``),
+  see :class:`pspnet.training.train_chain.TrainChain`.
 
 Type strings: PSPNet's prototxts say ``Convolution``, ``HoleConvolution``
 (dilated) and ``BN``; the released caffemodels say ``ConvolutionData``,
@@ -33,6 +38,7 @@ from pspnet.links.pspnet import PYRAMID_BINS
 from pspnet.links.resnet import Bottleneck
 from pspnet.links.resnet import DilatedResNet
 from pspnet.links.resnet import unit_name
+from pspnet.training.train_chain import AUX_LINKS
 
 CONVOLUTION_TYPES = ('Convolution', 'ConvolutionData', 'HoleConvolution',
                      'HoleConvolutionData')
@@ -132,6 +138,23 @@ def auxiliary_layers(n_layer):
     """Names of the auxiliary training branch's layers with parameters."""
     aux = 'conv4_{}'.format(DilatedResNet.units_per_stage[n_layer][2] + 1)
     return (aux, aux + '/bn', 'conv6_1')
+
+
+def auxiliary_targets(n_layer):
+    """Where the auxiliary branch's layers go in the training chain, for a
+    depth (the npz names a :class:`~pspnet.training.train_chain.TrainChain`
+    writes for ``aux_conv1`` and ``aux_conv2``).
+
+    Returns:
+        collections.OrderedDict: Layer name to :class:`Target`.
+    """
+    conv, bn, classifier = auxiliary_layers(n_layer)
+    first, second = AUX_LINKS
+    result = collections.OrderedDict(_conv_bn(conv, first))
+    result[classifier] = Target('classifier', (second + '/W', second + '/b'),
+                                False)
+    assert list(result) == [conv, bn, classifier]
+    return result
 
 
 def _input_size_from_feature(feature):

@@ -15,6 +15,7 @@ from pspnet.datasets.voc_labels import voc_semantic_segmentation_label_names  # 
 from pspnet.datasets.ade20k import ADE20KSemanticSegmentationDataset  # NOQA
 from pspnet.datasets.base import SegmentationDataset  # NOQA
 from pspnet.datasets.cityscapes import CityscapesSemanticSegmentationDataset  # NOQA
+from pspnet.datasets.sbd import VOCAugSemanticSegmentationDataset  # NOQA
 from pspnet.datasets.voc import VOCSemanticSegmentationDataset  # NOQA
 from pspnet.datasets.registry import DATASETS  # NOQA
 from pspnet.datasets.registry import get_dataset  # NOQA

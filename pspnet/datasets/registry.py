@@ -20,6 +20,7 @@ from pspnet.datasets.ade20k_labels import ade20k_semantic_segmentation_label_nam
 from pspnet.datasets.cityscapes import CityscapesSemanticSegmentationDataset
 from pspnet.datasets.cityscapes_labels import cityscapes_semantic_segmentation_label_colors  # NOQA
 from pspnet.datasets.cityscapes_labels import cityscapes_semantic_segmentation_label_names  # NOQA
+from pspnet.datasets.sbd import VOCAugSemanticSegmentationDataset
 from pspnet.datasets.voc import VOCSemanticSegmentationDataset
 from pspnet.datasets.voc_labels import voc_semantic_segmentation_label_colors  # NOQA
 from pspnet.datasets.voc_labels import voc_semantic_segmentation_label_names  # NOQA
@@ -43,7 +44,8 @@ EXTRACTOR_PRESET = 'imagenet'
 
 class DatasetSpec(collections.namedtuple('DatasetSpec', (
         'name', 'label_names', 'label_colors', 'reader', 'input_size',
-        'iterations', 'weights', 'benchmark', 'test_split'))):
+        'iterations', 'weights', 'train_split', 'benchmark', 'test_split'),
+        defaults=('train', None, None))):
     """The facts of one dataset.
 
     Attributes:
@@ -55,13 +57,15 @@ class DatasetSpec(collections.namedtuple('DatasetSpec', (
         reader (callable): ``reader(split, data_dir)`` returns the split as
             a :class:`pspnet.datasets.SegmentationDataset` (items
             ``(img, label)``, label -1 where ignored); training reads
-            ``'train'``, evaluation ``'val'``.
+            ``train_split``, evaluation ``'val'``.
         input_size (int): Network input size (square) PSPNet uses for the
             dataset, at inference and as training crop.
         iterations (int or None): Iterations of the published training
             recipe (batch 16); None where the project has no recipe.
         weights (dict): Depth (50, 101) to the URL of published PSPNet
             weights for the dataset; depths without are missing.
+        train_split (str): The split training reads (``'train'``;
+            ``'train_aug'`` for VOC).
         benchmark (str or None): Whose prediction files and official
             scores evaluation gives (``'cityscapes'``, ``'ade20k'``,
             ``'voc'``, :mod:`pspnet.evaluations.prediction_files`); None:
@@ -80,10 +84,6 @@ class DatasetSpec(collections.namedtuple('DatasetSpec', (
         """The ``split`` of the dataset read from ``data_dir`` (the reader
         names the splits it has when it has no ``split``)."""
         return self.reader(split, data_dir)
-
-
-# Datasets of the user's own default to no benchmark and no test split.
-DatasetSpec.__new__.__defaults__ = (None, None)
 
 
 DATASETS = collections.OrderedDict((spec.name, spec) for spec in (
@@ -118,11 +118,17 @@ DATASETS = collections.OrderedDict((spec.name, spec) for spec in (
         name='voc',
         label_names=voc_semantic_segmentation_label_names,
         label_colors=voc_semantic_segmentation_label_colors,
-        reader=lambda split, data_dir: VOCSemanticSegmentationDataset(
-            data_dir=data_dir, split=split),
+        reader=lambda split, data_dir: (
+            VOCAugSemanticSegmentationDataset(data_dir=data_dir)
+            if split == 'train_aug' else VOCSemanticSegmentationDataset(
+                data_dir=data_dir, split=split)),
         input_size=473,
-        iterations=None,
-        weights={}, benchmark='voc', test_split='test'),
+        # PSPNet's paper (Zhao et al. 2017, section 5.1): 30K iterations at
+        # batch 16 for PASCAL VOC (hszhao/semseg's voc2012 configs: 50
+        # epochs of train_aug at batch 16, 33K).
+        iterations=30000,
+        weights={},
+        train_split='train_aug', benchmark='voc', test_split='test'),
 ))
 
 

@@ -25,6 +25,50 @@ def _split_file(voc_dir, split):
     return os.path.join(voc_dir, 'ImageSets', 'Segmentation', split + '.txt')
 
 
+#: What to do about a missing or incomplete VOC folder.
+FIX = ('extract VOCtrainval_11-May-2012.tar from {} and pass its '
+       "VOCdevkit/VOC2012 folder as data_dir, or data_dir='auto' to "
+       'download it'.format(URL))
+#: The same for the test split.
+TEST_FIX = ('extract {} (from the VOC evaluation server, after registering) '
+            'and pass its VOCdevkit/VOC2012 folder as data_dir'.format(
+                TEST_ARCHIVE))
+
+
+def resolve_voc_dir(data_dir, split='train'):
+    """The ``VOC2012`` folder meant by ``data_dir``: itself, its
+    ``VOCdevkit/VOC2012``, or (``'auto'``) the downloaded one (the archive
+    is fetched once when ``split``'s list is missing)."""
+    if data_dir == 'auto':
+        return os.path.join(fetch_dataset(
+            'voc', URL, lambda root: os.path.isfile(
+                _split_file(os.path.join(root, _DEVKIT), split))),
+            _DEVKIT)
+    if (not os.path.isdir(os.path.join(data_dir, 'ImageSets'))
+            and os.path.isdir(os.path.join(data_dir, _DEVKIT))):
+        return os.path.join(data_dir, _DEVKIT)
+    return data_dir
+
+
+def read_split_ids(voc_dir, split, fix=FIX):
+    """The image ids of ``ImageSets/Segmentation/{split}.txt``, in file
+    order (``fix``: what to do when it is missing, for the message).
+
+    Raises:
+        UserError: The list is missing or empty.
+    """
+    split_file = _split_file(voc_dir, split)
+    if not os.path.isfile(split_file):
+        raise UserError('VOC split file {} does not exist; {}'.format(
+            split_file, fix))
+    with open(split_file) as f:
+        ids = [line.strip() for line in f if line.strip()]
+    if not ids:
+        raise UserError('VOC split file {} lists no images; {}'.format(
+            split_file, fix))
+    return ids
+
+
 class VOCSemanticSegmentationDataset(base.SegmentationDataset):
     """VOC 2012 images with their segmentation labels.
 
@@ -57,32 +101,14 @@ class VOCSemanticSegmentationDataset(base.SegmentationDataset):
             raise UserError('VOC has no {!r} split; use one of {}'.format(
                 split, ', '.join(_SPLITS)))
         self.has_labels = split != 'test'
+        fix = FIX if self.has_labels else TEST_FIX
         if data_dir == 'auto' and not self.has_labels:
+            # The test archive comes from the evaluation server only.
             data_dir = os.path.join(dataset_root('voc'), _DEVKIT)
-        elif data_dir == 'auto':
-            data_dir = os.path.join(fetch_dataset(
-                'voc', URL, lambda root: os.path.isfile(
-                    _split_file(os.path.join(root, _DEVKIT), split))),
-                _DEVKIT)
-        elif (not os.path.isdir(os.path.join(data_dir, 'ImageSets'))
-              and os.path.isdir(os.path.join(data_dir, _DEVKIT))):
-            data_dir = os.path.join(data_dir, _DEVKIT)
-        fix = ('extract VOCtrainval_11-May-2012.tar from {} and pass its '
-               "VOCdevkit/VOC2012 folder as data_dir, or data_dir='auto' to "
-               'download it'.format(URL))
-        if not self.has_labels:
-            fix = ('extract {} (from the VOC evaluation server, after '
-                   'registering) and pass its VOCdevkit/VOC2012 folder as '
-                   'data_dir'.format(TEST_ARCHIVE))
+        else:
+            data_dir = resolve_voc_dir(data_dir, split)
         split_file = _split_file(data_dir, split)
-        if not os.path.isfile(split_file):
-            raise UserError('VOC split file {} does not exist; {}'.format(
-                split_file, fix))
-        with open(split_file) as f:
-            self.ids = [line.strip() for line in f if line.strip()]
-        if not self.ids:
-            raise UserError('VOC split file {} lists no images; {}'.format(
-                split_file, fix))
+        self.ids = read_split_ids(data_dir, split, fix)
         self.img_paths = [os.path.join(data_dir, 'JPEGImages', id_ + '.jpg')
                           for id_ in self.ids]
         self.label_paths = [

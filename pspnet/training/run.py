@@ -131,7 +131,7 @@ def _prepare(config, kind, comm):
         s.resume_iteration = info['iteration']
 
     spec = registry.lookup(config['dataset'])
-    s.train = spec.get('train', config['data_dir'])
+    s.train = spec.get(spec.train_split, config['data_dir'])
     s.val = spec.get('val', config['data_dir'])
 
     model = models.model_class(config['model'])(
@@ -142,10 +142,21 @@ def _prepare(config, kind, comm):
             s.initial_weights = initial_weights.load_initial_weights(
                 model, config['pretrained_model'])
         s.warnings = [str(w.message) for w in caught]
+        s.aux = initial_weights.plan_auxiliary_head(
+            config['pretrained_model'], config['n_class'])
+        if s.aux.description:
+            s.initial_weights += '; ' + s.aux.description
     else:
+        s.aux = initial_weights.plan_auxiliary_head(
+            config['pretrained_model'], config['n_class'], s.resume_path)
         s.initial_weights = 'snapshot {}'.format(s.resume_path)
         s.warnings = []
     s.model = model
+    # The auxiliary head in the shape of its weights, loaded before the BN
+    # links are copied into multi-node ones.
+    s.train_chain = TrainChain(model, aux_channels=s.aux.channels,
+                               aux_ksize=s.aux.ksize)
+    s.aux.load_into(s.train_chain)
     return s
 
 
@@ -156,7 +167,7 @@ def _build_trainer(config, s, comm):
     is_root = comm.rank == 0
 
     train_chain = replicas.to_multi_node_batch_normalization(
-        TrainChain(s.model), comm)
+        s.train_chain, comm)
     model = train_chain.model
     train_chain.to_device(s.device)
 

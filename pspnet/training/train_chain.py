@@ -11,6 +11,17 @@ from pspnet.training.augmentation import IGNORE_LABEL
 #: Channels of the res4 feature map the auxiliary head reads.
 RES4_CHANNELS = 1024
 
+#: Link names of the auxiliary head's two convolutions, which are also the
+#: npz keys' prefixes of a PSPNet file that carries the head
+#: (``caffe2npz.py --with-aux``).
+AUX_LINKS = ('aux_conv1', 'aux_conv2')
+
+#: (channels, classifier kernel) of the auxiliary head: ChainerCV's
+#: training recipe, and the original Caffe models' (``conv4_{n+1}``: 3x3 to
+#: 256 channels, ``conv6_1``: 1x1 to the classes).
+CHAINERCV_AUX_HEAD = (512, 3)
+CAFFE_AUX_HEAD = (256, 1)
+
 
 class TrainChain(chainer.Chain):
     """A PSPNet with an auxiliary head, computing the training loss.
@@ -19,8 +30,8 @@ class TrainChain(chainer.Chain):
     head) so that it can add dropout before the classifier without changing
     the model: the model's parameter tree, and so the files it saves, stay
     those of the inference link. The auxiliary head (3x3 conv-BN-ReLU to
-    512 channels, dropout, 3x3 conv to the classes) reads res4 and lives in
-    this chain only.
+    ``aux_channels`` channels, dropout, ``aux_ksize`` conv to the classes,
+    with a bias) reads res4 and lives in this chain only.
 
     The loss is ``main + aux_weight * aux``, both softmax cross entropies of
     the logits upsampled (bilinear) to the input size, ignoring
@@ -33,6 +44,10 @@ class TrainChain(chainer.Chain):
         dropout_ratio (float): Dropout before both classifiers (0.1).
         initialW (callable): Initializer of the auxiliary convolutions;
             He normal by default.
+        aux_channels (int): Channels of the auxiliary head's first
+            convolution (512 as ChainerCV; 256 in the Caffe models).
+        aux_ksize (int): Kernel of its classifier (3 as ChainerCV; 1 in the
+            Caffe models).
 
     Call:
         imgs: (B, 3, H, W) float32 mean-subtracted RGB. labels: (B, H, W)
@@ -40,7 +55,8 @@ class TrainChain(chainer.Chain):
     """
 
     def __init__(self, model, aux_weight=0.4, dropout_ratio=0.1,
-                 initialW=None):
+                 initialW=None, aux_channels=CHAINERCV_AUX_HEAD[0],
+                 aux_ksize=CHAINERCV_AUX_HEAD[1]):
         super(TrainChain, self).__init__()
         if initialW is None:
             initialW = initializers.HeNormal()
@@ -49,9 +65,10 @@ class TrainChain(chainer.Chain):
         with self.init_scope():
             self.model = model
             self.aux_conv1 = Conv2DBNActiv(
-                RES4_CHANNELS, 512, 3, 1, 1, initialW=initialW)
+                RES4_CHANNELS, aux_channels, 3, 1, 1, initialW=initialW)
             self.aux_conv2 = L.Convolution2D(
-                512, model.n_class, 3, 1, 1, initialW=initialW)
+                aux_channels, model.n_class, aux_ksize, 1, aux_ksize // 2,
+                initialW=initialW)
 
     @property
     def new_layers(self):
