@@ -15,21 +15,20 @@ import glob
 import sys
 import time
 
-import tqdm
-
 from pspnet.datasets import registry
 from pspnet import atomic
 from pspnet import device
 from pspnet import evaluations
 from pspnet import flags
 from pspnet import mpi
+from pspnet import progress as progress_bars
 from pspnet.errors import ArgumentParser
 from pspnet.errors import exit_on_user_error
 from pspnet.errors import UserError
 from pspnet.evaluations import benchmark_scores
 from pspnet.evaluations import evaluator
 from pspnet.evaluations import prediction_files
-from pspnet.evaluations import progress as progress_files
+from pspnet.evaluations import checkpoints
 from pspnet.models import build_model
 from pspnet.models import MODELS
 
@@ -94,8 +93,9 @@ def _progress_bar(comm, n_images, n_own, n_done):
     def estimate(n_done_own):
         return n_images if n_done_own >= n_own else int(
             n_done_own * n_images / max(n_own, 1))
-    bar = tqdm.tqdm(total=n_images, initial=estimate(n_done), unit='img',
-                    file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bars.bar(total=n_images, unit='img', file=sys.stderr)
+    if n_done:
+        bar.update(estimate(n_done))
 
     def progress(n_done_own):
         bar.update(estimate(n_done_own) - bar.n)
@@ -144,7 +144,7 @@ def prepare(args, comm):
     plan.has_labels = has_labels
     plan.instances = (has_labels and spec.benchmark == 'cityscapes'
                       and getattr(dataset, 'has_instances', False))
-    plan.digest = progress_files.dataset_digest(dataset, n_images)
+    plan.digest = checkpoints.dataset_digest(dataset, n_images)
     plan.writer = None
     if args.save_predictions:
         plan.writer = prediction_files.PredictionWriter(
@@ -166,9 +166,9 @@ def _check_same_dataset(digests, n_images, data_dir):
 
 def _fingerprint(args, plan, comm):
     model = plan.model
-    return progress_files.fingerprint(
+    return checkpoints.fingerprint(
         model=args.model,
-        weights=progress_files.file_identity(
+        weights=checkpoints.file_identity(
             getattr(model, 'weights_path', None)),
         input_size=list(model.input_size), scales=(
             None if args.scales is None else list(args.scales)),
@@ -185,23 +185,23 @@ def _checkpoint(args, plan, comm, indices):
     """This process's checkpoint path (None without --json and
     --save-predictions) and its state, continued from the checkpoint when
     there is one."""
-    state = progress_files.EvaluationState(plan.spec.n_class,
+    state = checkpoints.EvaluationState(plan.spec.n_class,
                                            instances=plan.instances)
     base = args.json or args.save_predictions
     if not base:
         return None, state
     size, rank = (1, 0) if comm is None else (comm.size, comm.rank)
-    path = progress_files.checkpoint_path(base, rank, size)
-    mine = {progress_files.checkpoint_path(base, r, size)
+    path = checkpoints.checkpoint_path(base, rank, size)
+    mine = {checkpoints.checkpoint_path(base, r, size)
             for r in range(size)}
-    pattern = glob.escape(progress_files.checkpoint_path(base)[:-4]) + '*.npz'
+    pattern = glob.escape(checkpoints.checkpoint_path(base)[:-4]) + '*.npz'
     others = sorted(p for p in glob.glob(pattern) if p not in mine)
     if others:
         raise UserError('evaluation checkpoint {} is of a run with another '
                         'process count; rerun it with that count, or delete '
                         'it to start over'.format(others[0]))
     fingerprint = _fingerprint(args, plan, comm)
-    progress_files.load_checkpoint(path, state, fingerprint, len(indices))
+    checkpoints.load_checkpoint(path, state, fingerprint, len(indices))
     plan.fingerprint = fingerprint
     return path, state
 
@@ -235,7 +235,7 @@ def evaluate(args, comm, plan):
                          'images done)\n'.format(
                              '' if comm is None else 's of',
                              path if comm is None else
-                             progress_files.checkpoint_path(
+                             checkpoints.checkpoint_path(
                                  args.json or args.save_predictions)[:-4]
                              + '-*', n_done, plan.n_images))
     last = [time.monotonic()]
@@ -244,7 +244,7 @@ def evaluate(args, comm, plan):
         now = time.monotonic()
         if path is not None and (now - last[0] >= args.checkpoint_interval
                                  or state.n_done == len(indices)):
-            progress_files.save_checkpoint(path, state, plan.fingerprint)
+            checkpoints.save_checkpoint(path, state, plan.fingerprint)
             last[0] = now
 
     bar, progress = _progress_bar(comm, plan.n_images, len(indices),
@@ -256,12 +256,12 @@ def evaluate(args, comm, plan):
     finally:
         if bar is not None:
             bar.close()
-    total = progress_files.merge_states(mpi.allgather(comm, state.arrays()))
+    total = checkpoints.merge_states(mpi.allgather(comm, state.arrays()))
     if comm is None or comm.rank == 0:
         _report(args, plan, total)
     mpi.allgather(comm, None)  # rank 0 has written its files
     if path is not None:
-        progress_files.remove_checkpoint(path)
+        checkpoints.remove_checkpoint(path)
 
 
 def _report(args, plan, total):

@@ -19,7 +19,7 @@ import eval_semantic_segmentation as script
 import random_weights
 from pspnet import device
 from pspnet import PSPNetResNet50
-from pspnet.evaluations import progress
+from pspnet.evaluations import checkpoints
 from pspnet.datasets import CityscapesSemanticSegmentationDataset
 from pspnet.evaluations import calc_semantic_segmentation_confusion
 
@@ -289,7 +289,7 @@ def test_killed_evaluation_continues_bit_for_bit(resumable, processes):
 
     out, pred = str(root / (tag + '.json')), str(root / tag)
     argv = _resume_args(resumable, out, pred)
-    checkpoint = progress.checkpoint_path(out, 0, processes)
+    checkpoint = checkpoints.checkpoint_path(out, 0, processes)
     killed = _kill_when(_start(argv, mpi=processes if processes > 1 else 0),
                         checkpoint, 2)
     assert killed, 'the evaluation ended before it could be killed'
@@ -324,7 +324,7 @@ def test_killed_evaluation_continues_bit_for_bit(resumable, processes):
 def test_checkpoint_of_other_weights_is_refused(resumable, tmp_path):
     out, pred = str(tmp_path / 'w.json'), str(tmp_path / 'w')
     argv = _resume_args(resumable, out, pred)
-    assert _kill_when(_start(argv), progress.checkpoint_path(out), 1)
+    assert _kill_when(_start(argv), checkpoints.checkpoint_path(out), 1)
     weights = str(tmp_path / 'other.npz')
     shutil.copy(resumable['weights'], weights)
     refused = _run(argv + ['--pretrained-model', weights])

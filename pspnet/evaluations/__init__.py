@@ -12,4 +12,4 @@ from pspnet.evaluations.evaluator import run_evaluation  # NOQA
 from pspnet.evaluations.benchmark_scores import cityscapes_scores  # NOQA
 from pspnet.evaluations.benchmark_scores import InstanceIoUAccumulator  # NOQA
 from pspnet.evaluations.benchmark_scores import scene_parsing_score  # NOQA
-from pspnet.evaluations.progress import EvaluationState  # NOQA
+from pspnet.evaluations.checkpoints import EvaluationState  # NOQA

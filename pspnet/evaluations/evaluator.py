@@ -9,7 +9,7 @@ import numpy as np
 
 from pspnet.atomic import write_atomic
 from pspnet.errors import UserError
-from pspnet.evaluations.progress import EvaluationState
+from pspnet.evaluations.checkpoints import EvaluationState
 
 
 def evaluate_model(model, dataset, indices, n_class, batchsize=1,
@@ -51,7 +51,7 @@ def run_evaluation(model, dataset, indices, state, batchsize=1,
             With ``state.instances``, ``dataset.get_instance_ids(i)`` gives
             the (H, W) instance ids of item ``i``.
         indices (sequence of ints): This process's items, in order.
-        state (pspnet.evaluations.progress.EvaluationState): Updated in
+        state (pspnet.evaluations.checkpoints.EvaluationState): Updated in
             place; ``state.n_done`` counts the items of ``indices`` done.
         batchsize (int): Images per ``predict`` call.
         progress (callable): ``progress(n_done)`` after each batch.

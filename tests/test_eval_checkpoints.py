@@ -1,4 +1,4 @@
-"""Evaluation checkpoints (pspnet.evaluations.progress) and the instance
+"""Evaluation checkpoints (pspnet.evaluations.checkpoints) and the instance
 files of Cityscapes, on small generated inputs."""
 
 import os
@@ -9,11 +9,11 @@ import pytest
 import dataset_factory
 from pspnet.datasets import CityscapesSemanticSegmentationDataset
 from pspnet.errors import UserError
-from pspnet.evaluations import progress
+from pspnet.evaluations import checkpoints
 
 
 def _state(rng, instances=True, n_done=3):
-    state = progress.EvaluationState(19, instances=instances)
+    state = checkpoints.EvaluationState(19, instances=instances)
     state.confusion.matrix[:] = rng.randint(0, 10 ** 9, (19, 19))
     if instances:
         state.instances.class_sums[:] = rng.rand(19, 2) * 1e5
@@ -26,47 +26,47 @@ def _state(rng, instances=True, n_done=3):
 def test_checkpoint_round_trip_is_exact(tmp_path, instances):
     rng = np.random.RandomState(int(instances))
     state = _state(rng, instances)
-    path = progress.checkpoint_path(str(tmp_path / 'out.json'))
+    path = checkpoints.checkpoint_path(str(tmp_path / 'out.json'))
     assert path == str(tmp_path / 'out.json.progress.npz')
-    fingerprint = progress.fingerprint(model='m', scales=[1.0])
-    progress.save_checkpoint(path, state, fingerprint)
-    loaded = progress.EvaluationState(19, instances=instances)
-    assert progress.load_checkpoint(path, loaded, fingerprint, 5)
+    fingerprint = checkpoints.fingerprint(model='m', scales=[1.0])
+    checkpoints.save_checkpoint(path, state, fingerprint)
+    loaded = checkpoints.EvaluationState(19, instances=instances)
+    assert checkpoints.load_checkpoint(path, loaded, fingerprint, 5)
     for key, value in state.arrays().items():
         np.testing.assert_array_equal(loaded.arrays()[key], value)
         assert loaded.arrays()[key].dtype == value.dtype
     assert os.listdir(str(tmp_path)) == ['out.json.progress.npz']
-    progress.remove_checkpoint(path)
+    checkpoints.remove_checkpoint(path)
     assert not os.listdir(str(tmp_path))
-    assert not progress.load_checkpoint(path, loaded, fingerprint, 5)
+    assert not checkpoints.load_checkpoint(path, loaded, fingerprint, 5)
 
 
 def test_checkpoint_refusals(tmp_path):
     rng = np.random.RandomState(0)
     path = str(tmp_path / 'c.npz')
-    progress.save_checkpoint(path, _state(rng), progress.fingerprint(
+    checkpoints.save_checkpoint(path, _state(rng), checkpoints.fingerprint(
         model='a', flip=True, scales=None))
-    fresh = progress.EvaluationState(19, instances=True)
+    fresh = checkpoints.EvaluationState(19, instances=True)
     with pytest.raises(UserError, match=r'\(flip, model differ\)'):
-        progress.load_checkpoint(path, fresh, progress.fingerprint(
+        checkpoints.load_checkpoint(path, fresh, checkpoints.fingerprint(
             model='b', flip=False, scales=None), 5)
     with pytest.raises(UserError, match='counts 3 images of 2'):
-        progress.load_checkpoint(path, fresh, progress.fingerprint(
+        checkpoints.load_checkpoint(path, fresh, checkpoints.fingerprint(
             model='a', flip=True, scales=None), 2)
     with pytest.raises(UserError, match='corrupt'):
-        progress.load_checkpoint(path, progress.EvaluationState(19),
-                                 progress.fingerprint(model='a', flip=True,
+        checkpoints.load_checkpoint(path, checkpoints.EvaluationState(19),
+                                 checkpoints.fingerprint(model='a', flip=True,
                                                       scales=None), 5)
     with open(path, 'r+b') as f:
         f.truncate(100)
     with pytest.raises(UserError, match='corrupt.*delete it'):
-        progress.load_checkpoint(path, fresh, '{}', 5)
+        checkpoints.load_checkpoint(path, fresh, '{}', 5)
 
 
 def test_merge_states_in_rank_order():
     rng = np.random.RandomState(1)
     states = [_state(rng).arrays() for _ in range(3)]
-    total = progress.merge_states(states)
+    total = checkpoints.merge_states(states)
     np.testing.assert_array_equal(
         total['confusion'], sum(s['confusion'] for s in states))
     expected = (states[0]['instance_class_sums']
@@ -85,9 +85,9 @@ def test_dataset_digest_ignores_the_location(tmp_path):
                                         n_per_city=1, size=(8, 8))
     da, db, dc = (CityscapesSemanticSegmentationDataset(d, split='val')
                   for d in (a, b, c))
-    assert progress.dataset_digest(da, 3) == progress.dataset_digest(db, 3)
-    assert progress.dataset_digest(da, 3) != progress.dataset_digest(dc, 3)
-    assert progress.dataset_digest(da, 3) != progress.dataset_digest(da, 2)
+    assert checkpoints.dataset_digest(da, 3) == checkpoints.dataset_digest(db, 3)
+    assert checkpoints.dataset_digest(da, 3) != checkpoints.dataset_digest(dc, 3)
+    assert checkpoints.dataset_digest(da, 3) != checkpoints.dataset_digest(da, 2)
 
 
 def test_cityscapes_instance_files(tmp_path):
