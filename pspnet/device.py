@@ -18,6 +18,24 @@ def gpu_count():
         return 0
 
 
+def require_gpu(gpu):
+    """Check that GPU ``gpu`` exists (CuPy installed and seeing it), before
+    any MPI call.
+
+    Raises:
+        UserError: CuPy is missing, sees no GPU, or fewer than ``gpu + 1``.
+    """
+    if not chainer.backends.cuda.available or gpu_count() == 0:
+        raise UserError('--gpu {} needs CuPy and a CUDA GPU, and CuPy is '
+                        'not installed or sees none; install '
+                        'requirements-gpu.txt (see README) or drop --gpu to '
+                        'run on the CPU'.format(gpu))
+    n_gpu = gpu_count()
+    if gpu >= n_gpu:
+        raise UserError('--gpu {}: this machine has {} GPU(s); pass an id '
+                        'from 0 to {}'.format(gpu, n_gpu, n_gpu - 1))
+
+
 def use_gpu(link, gpu):
     """Move a link to GPU ``gpu`` and make that GPU current.
 
@@ -33,14 +51,7 @@ def use_gpu(link, gpu):
     """
     if gpu is None or gpu < 0:
         return link
-    if not chainer.backends.cuda.available:
-        raise UserError('--gpu {} needs CuPy, which is not installed or '
-                        'finds no CUDA; install requirements-gpu.txt (see '
-                        'README) or drop --gpu'.format(gpu))
-    n_gpu = gpu_count()
-    if gpu >= n_gpu:
-        raise UserError('--gpu {}: this machine has {} GPU(s); pass an id '
-                        'from 0 to {}'.format(gpu, n_gpu, n_gpu - 1))
+    require_gpu(gpu)
     chainer.backends.cuda.get_device_from_id(gpu).use()
     link.to_gpu(gpu)
     return link
