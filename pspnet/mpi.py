@@ -88,12 +88,15 @@ def start_loader_processes_safely():
     process.join()
 
 
-def create_communicator(name):
+def create_communicator(name, fix=None):
     """Create a ChainerMN communicator (this initializes MPI).
 
     Args:
         name (str): ``'naive'`` (CPU arrays over MPI), ``'pure_nccl'``
             (one GPU per process, NCCL) or another ChainerMN communicator.
+        fix (str or None): What the user can do when it cannot start, for
+            scripts without a ``--communicator`` option; None names
+            mpi4py, CuPy with NCCL and another communicator.
 
     Raises:
         UserError: ChainerMN cannot start (mpi4py, CuPy or NCCL missing).
@@ -102,10 +105,11 @@ def create_communicator(name):
     try:
         return chainermn.create_communicator(name)
     except Exception as e:  # ImportError, NCCL and MPI errors alike
-        raise UserError(
-            'cannot start the {} communicator ({}: {}); install mpi4py (and '
-            'CuPy with NCCL for GPUs, see README) or pick another '
-            'communicator'.format(name, type(e).__name__, e))
+        if fix is None:
+            fix = ('install mpi4py (and CuPy with NCCL for GPUs, see README) '
+                   'or pick another communicator')
+        raise UserError('cannot start the {} communicator ({}: {}); {}'
+                        .format(name, type(e).__name__, e, fix))
 
 
 class CollectiveError(UserError):

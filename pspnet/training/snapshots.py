@@ -110,17 +110,20 @@ class CollectiveSnapshot(extension.Extension):
     Args:
         comm (chainermn.CommunicatorBase): Communicator of the processes.
         n_retains (int): Snapshots kept (older ones are removed).
+        writer: Chainer snapshot writer (default :class:`AtomicWriter`).
     """
 
     #: Chainer's snapshot priority: after every other extension (the log
     #: of the iteration is in the snapshot).
     priority = -100
 
-    def __init__(self, comm, n_retains):
+    def __init__(self, comm, n_retains, writer=None):
         from chainer.training.extensions import snapshot
         self._comm = comm
-        self._snapshot = snapshot(filename=SNAPSHOT_PATTERN,
-                                  writer=AtomicWriter(), n_retains=n_retains)
+        self._snapshot = snapshot(
+            filename=SNAPSHOT_PATTERN,
+            writer=AtomicWriter() if writer is None else writer,
+            n_retains=n_retains)
 
     def initialize(self, trainer):
         if self._comm.rank == 0:
