@@ -36,6 +36,7 @@ from pspnet import flags
 from pspnet import image_io
 from pspnet import memory
 from pspnet import models
+from pspnet import precision
 from pspnet import progress
 from pspnet import video
 from pspnet import visualizations
@@ -81,6 +82,7 @@ def parse_args(argv=None):
                         'PREFIX ending in / (default result)')
     parser.add_argument('--show', action='store_true',
                         help='also open each figure in a window')
+    precision.add_inference_arguments(parser)
     parser.add_argument('--video-mask', action='store_true',
                         help='for a video, also write the colour mask as '
                         'PREFIX_color.mp4')
@@ -226,6 +228,9 @@ def load_model(args):
     if args.scales:
         model.scales = args.scales
     device.use_gpu(model, args.gpu)
+    for line in precision.setup_inference(model, args.dtype, args.tf32,
+                                          args.gpu):
+        print(line, flush=True)
     return model
 
 

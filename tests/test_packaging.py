@@ -182,6 +182,8 @@ def test_pins_agree_with_the_requirements_files():
          if r.startswith('pytest')])
     assert normalized(extras['gpu']) == normalized(
         requirement_lines('requirements-gpu.txt'))
+    assert normalized(extras['gpu-cudnn']) == normalized(
+        requirement_lines('requirements-gpu-cudnn.txt'))
     assert normalized(extras['onnx']) == normalized(
         requirement_lines('requirements-extras.txt'))
     # The version has one source: pspnet/__init__.py.
