@@ -22,8 +22,9 @@ times the forward pass (logits at input size) of
 all on the same random weights and input. Every measurement runs in a
 fresh child process (``--rounds N`` runs the implementations N times in
 turn, each time in fresh processes; the best time counts), which
-reports its peak resident memory (VmHWM, the model included, its gradient arrays freed with ``cleargrads()`` as an
-inference script would) and its logits; the logits of the others are
+reports its peak resident memory (VmHWM, the model included, its
+gradient arrays freed with ``cleargrads()`` as an inference script
+would) and its logits; the logits of the others are
 compared with the fast path's (relative error, label agreement).
 
 The float32 GEMM throughput of numpy's matmul and of the fast path's GEMM
