@@ -4,7 +4,9 @@
     python demo.py [--gpu N] [--model pspnet_resnet50|pspnet_resnet101]
         [--pretrained-model PATH|cityscapes|ade20k]
         [--dataset cityscapes|ade20k|voc] [--input-size N]
-        [--output PREFIX] [--show] IMAGE [IMAGE ...]
+        [--scales S,S,...] [--no-flip] [--output PREFIX] [--show]
+        [--video-mask] [--frame-labels] IMAGE|VIDEO [IMAGE|VIDEO ...]
+    python demo.py [options] --camera N
 
 For each image it writes ``PREFIX_label.png`` (class ids, 8-bit, or 16-bit
 beyond 256 classes), ``PREFIX_color.png`` (the classes' colours),
@@ -17,17 +19,26 @@ folder (default ``result``) and each image's files are
 ``<folder>/<image name without extension>_*.png`` (images of the same name
 get the extension and then a number appended). In a batch, unreadable
 images are skipped with a message and the exit status is 2 at the end.
+
+A video file (by its extension, :data:`pspnet.video.VIDEO_EXTENSIONS`) is
+segmented frame by frame into ``PREFIX_overlay.mp4`` (the same size and
+frame rate), with ``--video-mask`` also ``PREFIX_color.mp4`` and with
+``--frame-labels`` a folder ``PREFIX_labels`` of one label PNG per frame;
+frames that cannot be decoded are skipped and counted (exit status 2 at
+the end). ``--camera N`` segments camera N live in a window.
 """
 
 import os
-import sys
 
-from tqdm import tqdm
-
+from pspnet import atomic
 from pspnet import device
 from pspnet import flags
 from pspnet import image_io
+from pspnet import memory
 from pspnet import models
+from pspnet import precision
+from pspnet import progress
+from pspnet import video
 from pspnet import visualizations
 from pspnet.errors import ArgumentParser
 from pspnet.errors import exit_on_user_error
@@ -57,6 +68,13 @@ def parse_args(argv=None):
                         help='network input size (default: the dataset\'s '
                         'or the weights\' dataset\'s, {})'.format(
                             flags.dataset_defaults('input_size')))
+    parser.add_argument('--scales', type=flags.scales, metavar='S,S,...',
+                        help='average the scores of the image scaled by '
+                        'each, such as 0.5,1.0,1.5 (default: its own scale '
+                        'only)')
+    parser.add_argument('--no-flip', action='store_true',
+                        help='do not average each window with its '
+                        'horizontal flip (twice as fast)')
     parser.add_argument('--output', '-o', metavar='PREFIX',
                         help='prefix of the output files of one image '
                         '(default result/<image name>); the output folder '
@@ -64,9 +82,24 @@ def parse_args(argv=None):
                         'PREFIX ending in / (default result)')
     parser.add_argument('--show', action='store_true',
                         help='also open each figure in a window')
-    parser.add_argument('images', nargs='+', metavar='IMAGE',
-                        help='image files or folders of images')
-    return parser.parse_args(argv)
+    precision.add_inference_arguments(parser)
+    parser.add_argument('--video-mask', action='store_true',
+                        help='for a video, also write the colour mask as '
+                        'PREFIX_color.mp4')
+    parser.add_argument('--frame-labels', action='store_true',
+                        help='for a video, also write each frame\'s class '
+                        'ids as PREFIX_labels/NNNNNN.png')
+    parser.add_argument('--camera', type=flags.non_negative_int,
+                        metavar='N', help='segment camera N (0 is the first) '
+                        'live in a window, until q or Esc')
+    parser.add_argument('images', nargs='*', metavar='IMAGE|VIDEO',
+                        help='image or video files, or folders of images')
+    args = parser.parse_args(argv)
+    if args.camera is None and not args.images:
+        parser.error('pass an IMAGE or VIDEO (or --camera N)')
+    if args.camera is not None and args.images:
+        parser.error('--camera takes no IMAGE or VIDEO')
+    return args
 
 
 def _unique_stems(images):
@@ -108,10 +141,31 @@ def _pyplot_for_show():
     return plt
 
 
-def segment(model, img, names, colors, prefix, plt=None):
-    """Segment one image and write its four pictures; returns the paths."""
-    label = model.predict([img])[0]
-    paths = {kind: '{}_{}.png'.format(prefix, kind) for kind in OUTPUTS}
+def image_paths(prefix):
+    """The four files of one image."""
+    return {kind: '{}_{}.png'.format(prefix, kind) for kind in OUTPUTS}
+
+
+def segment(model, img, names, colors, prefix, plt=None, gpu=-1,
+            name=None):
+    """Segment one image and write its four pictures; returns the paths.
+    A bar over its windows (and flips, scales) appears once it has taken
+    :data:`pspnet.progress.WORK_DELAY` seconds."""
+    name = name or os.path.basename(prefix)
+    memory.check_image(name, img.shape[1:], model.n_class, model.scales,
+                       gpu)
+    bar = progress.work_progress(desc=os.path.basename(prefix))
+    try:
+        label = model.predict([img], progress=bar)[0]
+    except MemoryError:
+        raise UserError('out of memory segmenting {} ({}x{}) at input size '
+                        '{}; use a smaller image or --input-size, or close '
+                        'other programs'.format(
+                            name, img.shape[2], img.shape[1],
+                            model.input_size[0]))
+    finally:
+        bar.close()
+    paths = image_paths(prefix)
     image_io.write_label_png(paths['label'], label, model.n_class)
     image_io.write_image(paths['color'],
                          visualizations.colorize_label(label, colors))
@@ -127,44 +181,180 @@ def segment(model, img, names, colors, prefix, plt=None):
     return paths
 
 
+def check_outputs(prefixes, items, args=None):
+    """Before the model loads: every output's folder can be written or
+    created, and no output path is an existing folder (a file for the
+    folder of frame labels)."""
+    for prefix in {os.path.dirname(p) for p in prefixes}:
+        atomic.check_output_folder(prefix)
+    for prefix, path in zip(prefixes, items):
+        for kind, out in sorted(item_outputs(prefix, path, args).items()):
+            if kind == 'labels':
+                if os.path.exists(out) and not os.path.isdir(out):
+                    raise UserError('{} is a file; the frame labels go in a '
+                                    'folder of that name: move it or pass '
+                                    'another --output'.format(out))
+            elif os.path.isdir(out):
+                raise UserError('{} is a folder; move it or pass another '
+                                '--output'.format(out))
+
+
+def item_outputs(prefix, path, args=None):
+    """The files (and the frame-label folder) of one input; with no
+    ``args``, every output a video may have."""
+    if video.is_video(path):
+        return video.output_paths(prefix, getattr(args, 'video_mask', True),
+                                  getattr(args, 'frame_labels', True))
+    return image_paths(prefix)
+
+
+def run_camera(args):
+    capture = video.open_camera(args.camera)
+    try:
+        model = load_model(args)
+    except BaseException:
+        capture.release()
+        raise
+    _, colors = visualizations.label_names_and_colors(model.n_class,
+                                                      model.dataset)
+    shown = video.run_camera(model, capture, colors)
+    print('segmented {} frame(s) of camera {}'.format(shown, args.camera))
+
+
+def load_model(args):
+    model = models.build_model(args.model, args.dataset,
+                               args.pretrained_model, args.input_size)
+    model.flip = not args.no_flip
+    if args.scales:
+        model.scales = args.scales
+    device.use_gpu(model, args.gpu)
+    for line in precision.setup_inference(model, args.dtype, args.tf32,
+                                          args.gpu):
+        print(line, flush=True)
+    return model
+
+
 @exit_on_user_error
 def main(argv=None):
     args = parse_args(argv)
-    images = image_io.list_images(args.images)
-    prefixes, to_folder = output_prefixes(images, args.images, args.output)
+    if args.input_size is not None:
+        memory.check_input_size(models.model_class(args.model)._n_layer,
+                                args.input_size, gpu=args.gpu)
+    if args.camera is not None:
+        return run_camera(args)
+    items = image_io.list_images(args.images)
+    videos = [p for p in items if video.is_video(p)]
+    if (args.video_mask or args.frame_labels) and not videos:
+        raise UserError('--video-mask and --frame-labels are for videos '
+                        '({}); drop them for images'.format(
+                            ', '.join(video.VIDEO_EXTENSIONS[:4]) + ', ...'))
+    prefixes, to_folder = output_prefixes(items, args.images, args.output)
+    check_outputs(prefixes, items, args)
     plt = _pyplot_for_show() if args.show else None
-    # Read a single image before the slow model load, to fail fast.
-    first_img = image_io.read_image(images[0]) if len(images) == 1 else None
+    # Read a single image, or open a single video, before the slow model
+    # load, to fail fast.
+    first_img = None
+    if len(items) == 1:
+        if videos:
+            video.open_video(items[0])[0].release()
+        else:
+            first_img = image_io.read_image(items[0])
 
-    model = models.build_model(args.model, args.dataset,
-                               args.pretrained_model, args.input_size)
-    device.use_gpu(model, args.gpu)
-    names, colors = visualizations.label_names_and_colors(model.n_class,
-                                                          model.dataset)
-
-    failed = []
-    for path, prefix in zip(tqdm(images, unit='image',
-                                 disable=len(images) == 1), prefixes):
-        try:
-            img = first_img if first_img is not None \
-                else image_io.read_image(path)
-        except UserError as e:
-            tqdm.write('skipped: {}'.format(e), file=sys.stderr)
-            failed.append(path)
-            continue
-        paths = segment(model, img, names, colors, prefix, plt)
-        if not to_folder:
-            print('wrote {} (class ids), {}, {}, {}'.format(
-                *[paths[kind] for kind in OUTPUTS]))
-    if to_folder:
-        done = len(images) - len(failed)
+    created_folders = []
+    for folder in sorted({os.path.dirname(p) for p in prefixes}):
+        if folder:
+            created_folders += atomic.make_folders(folder)
+    created_files = []
+    try:
+        model = load_model(args)
+        names, colors = visualizations.label_names_and_colors(model.n_class,
+                                                              model.dataset)
+        failed, skipped_frames = [], 0
+        bar = progress.bar(total=len(items), unit='image',
+                           disable=len(items) == 1 or bool(videos))
+        for path, prefix in zip(items, prefixes):
+            outputs = item_outputs(prefix, path, args)
+            created_files += [p for p in outputs.values()
+                              if not os.path.exists(p)]
+            if video.is_video(path):
+                try:
+                    result = video.segment_video(
+                        model, path, prefix, colors, args.video_mask,
+                        args.frame_labels, gpu=args.gpu)
+                except UserError as e:
+                    if len(items) == 1:
+                        raise
+                    progress.write('skipped: {}'.format(e))
+                    failed.append(path)
+                    continue
+                skipped_frames += len(result['skipped'])
+                print('wrote {} ({} frames{}, {}x{}, {:g} fps){}'.format(
+                    ', '.join(result['paths'][k] for k in
+                              ('overlay', 'color', 'labels')
+                              if k in result['paths']),
+                    result['frames'], ', {} skipped'.format(
+                        len(result['skipped'])) if result['skipped'] else '',
+                    result['size'][0], result['size'][1], result['fps'],
+                    '' if not result['skipped'] else
+                    ': frame{} {} could not be decoded'.format(
+                        's' if len(result['skipped']) > 1 else '',
+                        _ranges(result['skipped']))))
+                continue
+            try:
+                img = first_img if first_img is not None \
+                    else image_io.read_image(path)
+                paths = segment(model, img, names, colors, prefix, plt,
+                                args.gpu, path)
+            except UserError as e:
+                if len(items) == 1:
+                    raise
+                progress.write('skipped: {}'.format(e))
+                failed.append(path)
+                bar.update(1)
+                continue
+            bar.update(1)
+            if not to_folder:
+                print('wrote {} (class ids), {}, {}, {}'.format(
+                    *[paths[kind] for kind in OUTPUTS]))
+        bar.close()
+    except KeyboardInterrupt:
+        # Finished outputs stay (complete files); unfinished ones were never
+        # renamed into place, and folders left empty go.
+        atomic.remove_created((), created_folders)
+        raise
+    except BaseException:
+        atomic.remove_created(created_files, created_folders)
+        raise
+    images = [p for p in items if not video.is_video(p)]
+    if to_folder and images:
+        done = len(images) - len([p for p in failed if p in images])
         print('wrote {} for {} image(s) to {}'.format(
             ', '.join('<name>_{}.png'.format(kind) for kind in OUTPUTS),
             done, os.path.dirname(prefixes[0]) or '.'))
+    problems = []
     if failed:
-        raise UserError('{} of {} images could not be read (see the skipped '
+        problems.append('{} of {} {} could not be read (see the skipped '
                         'lines above); fix or remove them'.format(
-                            len(failed), len(images)))
+                            len(failed), len(items),
+                            'inputs' if videos else 'images'))
+    if skipped_frames:
+        problems.append('{} video frame(s) could not be decoded and were '
+                        'skipped (see above); the other frames were written'
+                        .format(skipped_frames))
+    if problems:
+        raise UserError('; '.join(problems))
+
+
+def _ranges(indices):
+    """'3, 7-9' for [3, 7, 8, 9]."""
+    parts = []
+    for i in indices:
+        if parts and parts[-1][1] == i - 1:
+            parts[-1][1] = i
+        else:
+            parts.append([i, i])
+    return ', '.join(str(a) if a == b else '{}-{}'.format(a, b)
+                     for a, b in parts)
 
 
 if __name__ == '__main__':

@@ -1,24 +1,35 @@
-"""Evaluate PSPNet on the val split of Cityscapes, ADE20K, VOC or PATH.json.
+"""Evaluate PSPNet on Cityscapes, ADE20K, VOC or PATH.json (val or test).
 
 Prints ChainerCV's table (IoU per class, mean IoU, class average accuracy,
-global average accuracy). ``mpiexec -n N python eval_semantic_segmentation.py
-...`` splits the images over N processes (one GPU each with --gpu).
+global average accuracy) and the benchmark's own scores (Cityscapes: iIoU
+and the category scores; ADE20K: the SceneParsing score).
+``--save-predictions DIR`` writes every prediction in the format of the
+benchmark's server, also for the test splits (no labels, no metrics).
+With ``--json`` or ``--save-predictions`` the progress is kept in a
+checkpoint beside them: the same command continues an interrupted run.
+``mpiexec -n N python eval_semantic_segmentation.py ...`` splits the
+images over N processes (one GPU each with --gpu).
 """
 
-import os
+import glob
 import sys
-
-import tqdm
+import time
 
 from pspnet.datasets import registry
+from pspnet import atomic
+from pspnet import device
 from pspnet import evaluations
 from pspnet import flags
 from pspnet import mpi
-from pspnet.device import use_gpu
+from pspnet import precision
+from pspnet import progress as progress_bars
 from pspnet.errors import ArgumentParser
 from pspnet.errors import exit_on_user_error
 from pspnet.errors import UserError
+from pspnet.evaluations import benchmark_scores
 from pspnet.evaluations import evaluator
+from pspnet.evaluations import prediction_files
+from pspnet.evaluations import checkpoints
 from pspnet.models import build_model
 from pspnet.models import MODELS
 
@@ -34,6 +45,11 @@ def parse_args(argv=None):
     parser.add_argument('--pretrained-model',
                         help="'cityscapes', 'ade20k' or an npz file "
                         '(default: the published weights of --dataset)')
+    parser.add_argument('--split', default='val',
+                        help="the split to evaluate (default 'val'); the "
+                        'test splits, without labels, give predictions '
+                        'only: {}'.format(flags.dataset_defaults(
+                            'test_split')))
     parser.add_argument('--batchsize', type=flags.positive_int, default=1,
                         help='images read and passed to predict at a time '
                         '(default 1); results do not depend on it')
@@ -51,43 +67,73 @@ def parse_args(argv=None):
                         '$CHAINER_DATASET_ROOT/pfnet/chainercv/DATASET)')
     parser.add_argument('--limit', type=flags.positive_int,
                         help='evaluate only the first N images')
+    precision.add_inference_arguments(parser)
     parser.add_argument('--json', metavar='FILE',
                         help='also write every figure to FILE')
+    parser.add_argument('--save-predictions', metavar='DIR',
+                        help="write every image's prediction into DIR in "
+                        "the format of the benchmark's server (Cityscapes: "
+                        'label ids; ADE20K: 1 to 150; VOC: palette PNGs; '
+                        'other datasets: class ids)')
+    parser.add_argument('--save-color', metavar='DIR',
+                        help='also write colour images of the predictions '
+                        'into DIR')
+    parser.add_argument('--checkpoint-interval', type=flags.non_negative_float,
+                        default=30.0, metavar='SECONDS',
+                        help='seconds between writes of the progress '
+                        'checkpoint beside --json or --save-predictions '
+                        '(default 30; 0: after every batch)')
     return parser.parse_args(argv)
 
 
-def _check_json_path(path):
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UserError('folder {} of --json {} does not exist; create it '
-                        'or write elsewhere'.format(folder, path))
-
-
-def _progress_bar(comm, n_images, n_own):
+def _progress_bar(comm, n_images, n_own, n_done):
     """A bar on rank 0 only, counting all the job's images (estimated from
     rank 0's share under MPI)."""
     if comm is not None and comm.rank != 0:
         return None, None
-    bar = tqdm.tqdm(total=n_images, unit='img', file=sys.stderr,
-                    dynamic_ncols=True)
+
+    def estimate(n_done_own):
+        return n_images if n_done_own >= n_own else int(
+            n_done_own * n_images / max(n_own, 1))
+    bar = progress_bars.bar(total=n_images, unit='img', file=sys.stderr)
+    if n_done:
+        bar.update(estimate(n_done))
 
     def progress(n_done_own):
-        done = n_images if n_done_own >= n_own else int(
-            n_done_own * n_images / max(n_own, 1))
-        bar.update(done - bar.n)
+        bar.update(estimate(n_done_own) - bar.n)
     return bar, progress
 
 
+class Plan(object):
+    """What one process evaluates and where it writes."""
+
+
 def prepare(args, comm):
-    """The dataset, its class names, the number of images and the placed
-    model."""
+    """Check the outputs, read the dataset, build the placed model (on
+    every process; errors are agreed on by :func:`mpi.agree`)."""
+    plan = Plan()
     gpu = args.gpu
     if comm is not None and gpu >= 0:
         gpu = comm.intra_rank
     if args.json:
-        _check_json_path(args.json)
+        try:
+            atomic.check_target(args.json, '--json file')
+        except UserError as e:
+            raise UserError('--json: {}'.format(e))
+    if args.save_color and not args.save_predictions:
+        raise UserError('--save-color needs --save-predictions DIR')
+    for option, folder in (('--save-predictions', args.save_predictions),
+                           ('--save-color', args.save_color)):
+        if folder:
+            prediction_files.check_output_dir(folder, option)
     spec = registry.lookup(args.dataset)
-    dataset = spec.get('val', args.data_dir)
+    dataset = spec.get(args.split, args.data_dir)
+    has_labels = getattr(dataset, 'has_labels', True)
+    if not has_labels and not args.save_predictions:
+        raise UserError('the {} split of {} has no labels, so there is '
+                        'nothing to measure; pass --save-predictions DIR to '
+                        'write the predictions for its server'.format(
+                            args.split, spec.name))
     n_images = len(dataset) if args.limit is None else min(args.limit,
                                                            len(dataset))
     if hasattr(dataset, 'check_labels'):
@@ -97,28 +143,169 @@ def prepare(args, comm):
                         args.input_size)
     model.scales = args.scales
     model.flip = not args.no_flip
-    use_gpu(model, gpu)
-    return dataset, spec.label_names, n_images, model
+    device.use_gpu(model, gpu)
+    lines = precision.setup_inference(model, args.dtype, args.tf32, gpu)
+    if comm is None or comm.rank == 0:
+        for line in lines:
+            print(line, flush=True)
+    plan.spec, plan.dataset, plan.n_images, plan.model = (
+        spec, dataset, n_images, model)
+    plan.has_labels = has_labels
+    plan.instances = (has_labels and spec.benchmark == 'cityscapes'
+                      and getattr(dataset, 'has_instances', False))
+    plan.digest = checkpoints.dataset_digest(dataset, n_images)
+    plan.writer = None
+    if args.save_predictions:
+        plan.writer = prediction_files.PredictionWriter(
+            args.save_predictions, dataset.img_paths, spec.benchmark,
+            spec.n_class, spec.label_colors, args.save_color)
+    return plan
 
 
-def evaluate(args, comm, dataset, label_names, n_images, model):
-    indices = mpi.shard_indices(n_images, comm)
-    bar, progress = _progress_bar(comm, n_images, len(indices))
+def _check_same_dataset(digests, n_images, data_dir):
+    if len(set(digests)) > 1:
+        raise UserError(
+            'the processes do not see the same dataset in {} ({} images on '
+            'process 0; file names or counts differ on process(es) {}); give '
+            'every process the same dataset'.format(
+                data_dir, n_images, ', '.join(
+                    str(r) for r, d in enumerate(digests)
+                    if d != digests[0])))
+
+
+def _fingerprint(args, plan, comm):
+    model = plan.model
+    # float16 sums are not float32 ones (float32 keeps the old fingerprint).
+    half = {} if args.dtype == 'float32' else {'dtype': args.dtype}
+    return checkpoints.fingerprint(
+        model=args.model,
+        weights=checkpoints.file_identity(
+            getattr(model, 'weights_path', None)),
+        input_size=list(model.input_size), scales=(
+            None if args.scales is None else list(args.scales)),
+        flip=not args.no_flip, dataset=plan.spec.name, split=args.split,
+        images=plan.digest, n_images=plan.n_images,
+        processes=1 if comm is None else comm.size,
+        rank=0 if comm is None else comm.rank,
+        instances=bool(plan.instances),
+        predictions=bool(args.save_predictions),
+        colors=bool(args.save_color), **half)
+
+
+def _checkpoint(args, plan, comm, indices):
+    """This process's checkpoint path (None without --json and
+    --save-predictions) and its state, continued from the checkpoint when
+    there is one."""
+    state = checkpoints.EvaluationState(plan.spec.n_class,
+                                           instances=plan.instances)
+    base = args.json or args.save_predictions
+    if not base:
+        return None, state
+    size, rank = (1, 0) if comm is None else (comm.size, comm.rank)
+    path = checkpoints.checkpoint_path(base, rank, size)
+    mine = {checkpoints.checkpoint_path(base, r, size)
+            for r in range(size)}
+    pattern = glob.escape(checkpoints.checkpoint_path(base)[:-4]) + '*.npz'
+    others = sorted(p for p in glob.glob(pattern) if p not in mine)
+    if others:
+        raise UserError('evaluation checkpoint {} is of a run with another '
+                        'process count; rerun it with that count, or delete '
+                        'it to start over'.format(others[0]))
+    fingerprint = _fingerprint(args, plan, comm)
+    checkpoints.load_checkpoint(path, state, fingerprint, len(indices))
+    plan.fingerprint = fingerprint
+    return path, state
+
+
+def _scores(spec, state_arrays, has_instances):
+    confusion = state_arrays['confusion']
+    metrics = evaluations.semantic_segmentation_metrics(confusion)
+    official = {}
+    if spec.benchmark == 'cityscapes':
+        instances = None
+        if has_instances:
+            instances = benchmark_scores.InstanceIoUAccumulator()
+            instances.class_sums = state_arrays['instance_class_sums']
+            instances.category_sums = state_arrays['instance_category_sums']
+        official = benchmark_scores.cityscapes_scores(confusion, instances)
+    elif spec.benchmark == 'ade20k':
+        official['scene_parsing_score'] = \
+            benchmark_scores.scene_parsing_score(metrics)
+    return metrics, official
+
+
+def evaluate(args, comm, plan):
+    digests = mpi.allgather(comm, plan.digest)
+    mpi.agree(comm, _check_same_dataset, digests, plan.n_images,
+              args.data_dir)
+    indices = mpi.shard_indices(plan.n_images, comm)
+    path, state = mpi.agree(comm, _checkpoint, args, plan, comm, indices)
+    n_done = sum(mpi.allgather(comm, state.n_done))
+    if n_done and (comm is None or comm.rank == 0):
+        sys.stderr.write('continuing from the checkpoint{} {} ({} of {} '
+                         'images done)\n'.format(
+                             '' if comm is None else 's of',
+                             path if comm is None else
+                             checkpoints.checkpoint_path(
+                                 args.json or args.save_predictions)[:-4]
+                             + '-*', n_done, plan.n_images))
+    last = [time.monotonic()]
+
+    def after_batch(state):
+        now = time.monotonic()
+        if path is not None and (now - last[0] >= args.checkpoint_interval
+                                 or state.n_done == len(indices)):
+            checkpoints.save_checkpoint(path, state, plan.fingerprint)
+            last[0] = now
+
+    bar, progress = _progress_bar(comm, plan.n_images, len(indices),
+                                  state.n_done)
     try:
-        confusion = evaluator.evaluate_model(
-            model, dataset, indices, len(label_names),
-            batchsize=args.batchsize, progress=progress)
+        evaluator.run_evaluation(plan.model, plan.dataset, indices, state,
+                                 batchsize=args.batchsize, progress=progress,
+                                 writer=plan.writer, after_batch=after_batch)
     finally:
         if bar is not None:
             bar.close()
-    confusion = mpi.sum_over_processes(confusion, comm)
-    if comm is not None and comm.rank != 0:
-        return
-    metrics = evaluations.semantic_segmentation_metrics(confusion)
-    sys.stdout.write(evaluator.format_table(metrics, label_names))
-    if args.json:
-        evaluator.write_json(evaluator.metrics_record(
-            metrics, n_images, label_names, confusion), args.json)
+    total = checkpoints.merge_states(mpi.allgather(comm, state.arrays()))
+    if comm is None or comm.rank == 0:
+        _report(args, plan, total)
+    mpi.allgather(comm, None)  # rank 0 has written its files
+    if path is not None:
+        checkpoints.remove_checkpoint(path)
+
+
+def _report(args, plan, total):
+    spec = plan.spec
+    if plan.has_labels:
+        metrics, official = _scores(spec, total, plan.instances)
+        sys.stdout.write(evaluator.format_table(metrics, spec.label_names,
+                                                official))
+        if spec.benchmark == 'cityscapes' and not plan.instances:
+            sys.stdout.write('(no *_gtFine_instanceIds.png files: no iIoU)\n')
+        if args.json:
+            record = evaluator.metrics_record(
+                metrics, plan.n_images, spec.label_names, total['confusion'],
+                official)
+            record['split'] = args.split
+            evaluator.write_json(record, args.json)
+    else:
+        sys.stdout.write('no labels in the {} split of {}: predictions of {} '
+                         'images written, no metrics\n'.format(
+                             args.split, spec.name, plan.n_images))
+        if args.json:
+            evaluator.write_json({'n_images': plan.n_images,
+                                  'split': args.split, 'labels': False,
+                                  'label_names': list(spec.label_names)},
+                                 args.json)
+    if plan.writer is not None:
+        for line in plan.writer.packing_hint():
+            sys.stdout.write(line + '\n')
+
+
+def _check_gpu(gpu):
+    if gpu >= 0:
+        device.require_gpu(gpu)
 
 
 @exit_on_user_error
@@ -126,11 +313,16 @@ def main(argv=None):
     args = parse_args(argv)
     comm = None
     if mpi.launched_by_mpi():
-        comm = mpi.create_communicator('pure_nccl' if args.gpu >= 0
-                                       else 'naive')
+        # Checked before MPI starts: a missing GPU in one line, once.
+        mpi.before_mpi(_check_gpu, args.gpu)
+        comm = mpi.create_communicator(
+            'pure_nccl' if args.gpu >= 0 else 'naive',
+            fix='install CuPy with NCCL (requirements-gpu.txt, see README) '
+            'or drop --gpu to evaluate on CPU processes' if args.gpu >= 0
+            else 'reinstall requirements.txt (mpi4py and mpich)')
     mpi.run_collectively(
-        comm, lambda: evaluate(args, comm, *mpi.agree(comm, prepare, args,
-                                                      comm)))
+        comm, lambda: evaluate(args, comm, mpi.agree(comm, prepare, args,
+                                                     comm)))
 
 
 if __name__ == '__main__':

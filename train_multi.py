@@ -6,20 +6,23 @@
         [--batchsize 2] [--out result] [--iteration I] [--communicator C]
         [--crop-size N] [--device auto|gpu|cpu]
         [--pretrained-model imagenet|PATH|none] [--resume [SNAPSHOT]]
-        [--snapshot-interval N] [--val-interval N] [--class-weight FILE|median]
+        [--snapshot-interval N] [--val-interval N] [--dtype float32|mixed16]
+        [--class-weight FILE|median]
 
 ChainerCV's recipe: one GPU per process (CPU processes without GPUs),
 batch normalization over all processes, momentum SGD with a polynomial
 learning rate, weight decay, ten times faster new layers, the auxiliary
 loss on res4. Writes OUT/config.json, OUT/log, loss and lr plots,
 snapshots OUT/snapshot_iter_N.npz and the final OUT/model_final.npz, which
-demo.py and eval_semantic_segmentation.py load.
+demo.py and eval_semantic_segmentation.py load. One run per OUT; on CPUs
+a run (also a resumed one) replays bit for bit with the same --seed.
 """
 
 from pspnet import flags
 from pspnet.datasets import description
 from pspnet import models
 from pspnet import mpi
+from pspnet import precision
 from pspnet.errors import ArgumentParser
 from pspnet.errors import exit_on_user_error
 from pspnet.training import run
@@ -87,8 +90,18 @@ def parse_args(argv=None):
                         'in the process (default: the free cores, at most '
                         '4)')
     parser.add_argument('--seed', type=flags.non_negative_int, default=0,
-                        help='seed of the split of the data over the '
-                        'processes (default 0)')
+                        help='seed of every random draw of the run: the '
+                        'split of the data, the epochs\' order, the '
+                        'augmentation, the new layers, dropout (default 0)')
+    parser.add_argument('--dtype', choices=precision.TRAINING_DTYPES,
+                        default='float32',
+                        help='float32 (default) or mixed16: float16 '
+                        'convolutions, float32 batch normalization and '
+                        'master weights, dynamic loss scaling (for GPUs; '
+                        'files stay float32)')
+    parser.add_argument('--tf32', action='store_true',
+                        help='let cuBLAS use TF32 for float32 matrix '
+                        'products (GPUs of compute capability 8.0+)')
     parser.add_argument('--class-weight', type=flags.class_weight,
                         metavar='FILE|median',
                         help='weigh each class in the main and auxiliary '

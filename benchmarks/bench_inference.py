@@ -12,11 +12,19 @@ times the forward pass (logits at input size) of
   (``--chainercv-python``, default the oracle venv; ``--skip-chainercv``),
 - ``torch``: a PyTorch twin of the network (``benchmarks/torch_twin.py``)
   run by a Python that has torch (``--torch-python``; ``--skip-torch``),
+- ``onnxruntime`` and ``openvino``: the twin exported to ONNX
+  (``torch.onnx.export``) and run by ONNX Runtime and by OpenVINO (float32
+  inference precision, latency hint) from a Python that has torch, onnx,
+  onnxruntime and openvino (``--anchor-python``, default
+  ``/tmp/anchor-venv/bin/python``; skipped when there is none, or with
+  ``--skip-anchors``),
 
 all on the same random weights and input. Every measurement runs in a
-fresh child process, which reports its peak resident memory (VmHWM, the
-model included, its gradient arrays freed with ``cleargrads()`` as an
-inference script would) and its logits; the logits of the others are
+fresh child process (``--rounds N`` runs the implementations N times in
+turn, each time in fresh processes; the best time counts), which
+reports its peak resident memory (VmHWM, the model included, its
+gradient arrays freed with ``cleargrads()`` as an inference script
+would) and its logits; the logits of the others are
 compared with the fast path's (relative error, label agreement).
 
 The float32 GEMM throughput of numpy's matmul and of the fast path's GEMM
@@ -59,11 +67,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEFAULT_SIZES = {'resnet50': 473, 'resnet101': 713}
 DEFAULT_CHAINERCV_PYTHON = '/tmp/oracle-venv/bin/python'
-DEFAULT_TORCH_PYTHONS = ('/tmp/torch-venv/bin/python',)
+DEFAULT_TORCH_PYTHONS = ('/tmp/torch-venv/bin/python',
+                         '/tmp/anchor-venv/bin/python')
+DEFAULT_ANCHOR_PYTHON = '/tmp/anchor-venv/bin/python'
+ANCHORS = ('onnxruntime', 'openvino')
 N_CLASS = 19
 MODELS = {}  # depth -> class, filled by main()
 LABELS = {'fast': 'fast (numpy)', 'plain': 'plain Chainer',
-          'chainercv': 'ChainerCV 0.13.1', 'torch': 'PyTorch twin'}
+          'chainercv': 'ChainerCV 0.13.1', 'torch': 'PyTorch twin',
+          'onnxruntime': 'ONNX Runtime', 'openvino': 'OpenVINO'}
 
 
 def openblas_helper():
@@ -110,6 +122,15 @@ def _load_model(impl, spec):
         sys.path.insert(0, HERE)
         import torch_twin
         return torch_twin.load(spec['weights'], size)
+    if impl == 'onnxruntime':
+        import onnxruntime
+        return onnxruntime.InferenceSession(
+            spec['onnx'], providers=['CPUExecutionProvider'])
+    if impl == 'openvino':
+        import openvino
+        return openvino.Core().compile_model(
+            spec['onnx'], 'CPU', {'INFERENCE_PRECISION_HINT': 'f32',
+                                  'PERFORMANCE_HINT': 'LATENCY'})
     sys.path.insert(0, ROOT)
     from pspnet import PSPNetResNet101
     from pspnet import PSPNetResNet50
@@ -135,6 +156,18 @@ def _forward_fn(impl, model, x):
             with torch.inference_mode():
                 return model(torch.from_numpy(x)).numpy()
         return run
+    if impl in ANCHORS:
+        # The export has batch 1: the images of a batch run one by one.
+        if impl == 'onnxruntime':
+            def one(image):
+                return model.run(None, {'x': image})[0]
+        else:
+            request = model.create_infer_request()
+
+            def one(image):
+                return request.infer([image])[0].copy()
+        return lambda: np.concatenate([one(x[i:i + 1])
+                                       for i in range(len(x))])
     import chainer
 
     def run():
@@ -148,6 +181,12 @@ def run_child(spec):
     """Measure one implementation as the spec says; returns a dict."""
     import numpy as np
     impl = spec['impl']
+    if impl == 'export-onnx':
+        sys.path.insert(0, HERE)
+        import torch_twin
+        torch_twin.export_onnx(spec['weights'], (spec['size'],) * 2,
+                               spec['onnx'])
+        return {}
     model = _load_model(impl.replace('predict-', ''), spec)
     result = {'rss_before_mb': _rss_mb()}
     if impl.startswith('predict-'):
@@ -177,6 +216,12 @@ def run_child(spec):
         import torch
         result['torch_threads'] = torch.get_num_threads()
         result['torch_version'] = torch.__version__
+    if impl == 'onnxruntime':
+        import onnxruntime
+        result['version'] = onnxruntime.__version__
+    if impl == 'openvino':
+        import openvino
+        result['version'] = openvino.__version__
     return result
 
 
@@ -293,6 +338,29 @@ def find_torch_python(explicit):
     return None
 
 
+def find_anchor_python(explicit):
+    python = explicit or DEFAULT_ANCHOR_PYTHON
+    if os.path.exists(python) and subprocess.call(
+            [python, '-c', 'import torch, onnx, onnxruntime, openvino'],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0:
+        return python
+    return None
+
+
+def merge_rounds(results):
+    """One result from those of several fresh processes: their times
+    together, the highest peak memory."""
+    good = [r for r in results if 'error' not in r]
+    if not good:
+        return results[0]
+    merged = dict(good[0])
+    merged['times_s'] = [t for r in good for t in r['times_s']]
+    merged['cpu_s'] = [t for r in good for t in r['cpu_s']]
+    merged['peak_mb'] = max(r['peak_mb'] for r in good)
+    merged['processes'] = len(good)
+    return merged
+
+
 def compare(path, reference_path):
     import numpy as np
     got, ref = np.load(path), np.load(reference_path)
@@ -361,6 +429,17 @@ def goals(report):
             checks.append(('{} batch 1: peak memory <= 1.2 GB ({:.0f} MB)'
                            .format(name, fast['peak_mb']),
                            fast['peak_mb'] <= 1.2 * 1024))
+        anchors = [min(entry['results'][impl]['times_s'])
+                   for impl in ANCHORS
+                   if 'times_s' in entry['results'].get(impl, {})]
+        if anchors and entry['batch'] == 1:
+            ratio = min(fast['times_s']) / min(anchors)
+            checks.append(('{} batch 1: fast <= 0.75x the faster of ONNX '
+                           'Runtime and OpenVINO ({:.2f}x)'.format(
+                               name, ratio), ratio <= 0.75))
+            checks.append(('{} batch 1: peak memory <= 1 GB ({:.0f} MB)'
+                           .format(name, fast['peak_mb']),
+                           fast['peak_mb'] <= 1024))
         for impl, factor in (('chainercv', 3.8), ('torch', 1.0)):
             other = entry['results'].get(impl, {})
             if 'times_s' in other:
@@ -488,6 +567,15 @@ def main():
     parser.add_argument('--skip-plain', action='store_true')
     parser.add_argument('--skip-chainercv', action='store_true')
     parser.add_argument('--skip-torch', action='store_true')
+    parser.add_argument('--skip-anchors', action='store_true',
+                        help='skip ONNX Runtime and OpenVINO')
+    parser.add_argument('--anchor-python',
+                        help='a Python with torch, onnx, onnxruntime and '
+                        'openvino (default: {})'.format(
+                            DEFAULT_ANCHOR_PYTHON))
+    parser.add_argument('--rounds', type=int, default=1,
+                        help='run every implementation this many times, in '
+                        'turn, each in a fresh process')
     parser.add_argument('--chainercv-python', default=DEFAULT_CHAINERCV_PYTHON,
                         help='a Python with chainercv 0.13.1')
     parser.add_argument('--torch-python',
@@ -557,6 +645,13 @@ def main():
         impls.append(('chainercv', cv_python, 0, args.slow_repeat))
     if torch_python:
         impls.append(('torch', torch_python, 1, args.repeat))
+    anchor_python = None if args.skip_anchors else find_anchor_python(
+        args.anchor_python)
+    if not args.skip_anchors and anchor_python is None:
+        print('ONNX Runtime and OpenVINO skipped: no Python with torch, '
+              'onnx, onnxruntime and openvino found (--anchor-python)')
+    if anchor_python:
+        impls += [(impl, anchor_python, 1, args.repeat) for impl in ANCHORS]
 
     from pspnet.inference import blas
     gemm_before = gemm_gflops()
@@ -591,22 +686,38 @@ def main():
                                               (size, size))
                     - np.array([123.68, 116.779, 103.939],
                                np.float32)[:, None, None])
+            onnx_path = os.path.join(tmp, '{}_{}.onnx'.format(name, size))
+            if anchor_python:
+                print('  exporting the twin to ONNX ...', flush=True)
+                exported = spawn(anchor_python, {
+                    'impl': 'export-onnx', 'weights': weights[name],
+                    'size': size, 'onnx': onnx_path})
+                if 'error' in exported:
+                    print('  ONNX export failed: ' + exported['error'])
             for batch in args.batch:
                 entry = {'model': 'PSPNetResNet' + name[len('resnet'):],
                          'size': size, 'batch': batch, 'macs': macs,
                          'results': {}}
-                for impl, exe, warmup, repeat in impls:
-                    output = os.path.join(tmp, '{}_{}_{}_{}.npy'.format(
-                        name, size, batch, impl))
-                    print('  {} @ {} batch {}: {} ...'.format(
-                        name, size, batch, LABELS[impl]), flush=True)
-                    entry['results'][impl] = spawn(exe, {
-                        'impl': impl, 'depth': depth, 'size': size,
-                        'batch': batch, 'n_class': N_CLASS,
-                        'weights': weights[name], 'input': input_path,
-                        'warmup': warmup, 'repeat': repeat,
-                        'output': output})
-                    entry['results'][impl]['output'] = output
+                rounds = {impl: [] for impl, _, _, _ in impls}
+                for round_index in range(max(1, args.rounds)):
+                    for impl, exe, warmup, repeat in impls:
+                        if round_index and impl in ('plain', 'chainercv'):
+                            continue  # minutes each: the first round only
+                        output = os.path.join(tmp, '{}_{}_{}_{}.npy'.format(
+                            name, size, batch, impl))
+                        print('  {} @ {} batch {}: {} ...'.format(
+                            name, size, batch, LABELS[impl]), flush=True)
+                        rounds[impl].append(spawn(exe, {
+                            'impl': impl, 'depth': depth, 'size': size,
+                            'batch': batch, 'n_class': N_CLASS,
+                            'weights': weights[name], 'input': input_path,
+                            'onnx': onnx_path, 'warmup': warmup,
+                            'repeat': repeat, 'output': output}))
+                for impl, _, _, _ in impls:
+                    entry['results'][impl] = merge_rounds(rounds[impl])
+                    entry['results'][impl]['output'] = os.path.join(
+                        tmp, '{}_{}_{}_{}.npy'.format(name, size, batch,
+                                                      impl))
                 fast = entry['results']['fast']
                 for impl, r in entry['results'].items():
                     if impl != 'fast' and 'error' not in r \

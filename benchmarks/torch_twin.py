@@ -116,3 +116,15 @@ def load(path, input_size):
     with np.load(path) as npz:
         weights = {key: npz[key] for key in npz.files}
     return PSPNetTwin(weights, input_size)
+
+
+def export_onnx(npz_path, input_size, onnx_path):
+    """Export the twin of the model at ``npz_path`` to ONNX (opset 17, the
+    TorchScript exporter, batch 1 at ``input_size``), for ONNX Runtime and
+    OpenVINO to run the same network on the same weights."""
+    model = load(npz_path, input_size)
+    x = torch.zeros((1, 3) + tuple(input_size))
+    with torch.no_grad():
+        torch.onnx.export(model, (x,), onnx_path, input_names=['x'],
+                          output_names=['logits'], opset_version=17,
+                          dynamo=False)

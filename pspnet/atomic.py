@@ -6,10 +6,12 @@ Data goes to a temporary file next to the target (named with
 the target; the folder is synced after the rename.
 """
 
+import contextlib
 import errno
 import json
 import os
 import re
+import shutil
 import socket
 import tempfile
 import zipfile
@@ -72,7 +74,10 @@ def remove_stale_temporaries(folder, name=None):
             continue
         path = os.path.join(folder, entry)
         try:
-            os.remove(path)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)  # of replaced_folder
+            else:
+                os.remove(path)
             removed.append(path)
         except OSError:
             pass
@@ -121,6 +126,66 @@ def write_atomic(path, write):
             os.remove(tmp_path)
         raise
     _fsync_dir(folder)
+
+
+@contextlib.contextmanager
+def replaced_file(path):
+    """The path of a temporary file next to ``path`` (same extension, so
+    that writers that choose the format by it, such as
+    ``cv2.VideoWriter``, choose the same), for a writer that opens files
+    by name; renamed over ``path`` when the block ends normally, removed
+    when it raises or is interrupted.
+
+    Yields:
+        str: The temporary path (an empty file, for the writer to replace).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    remove_stale_temporaries(folder, os.path.basename(path))
+    fd, tmp_path = tempfile.mkstemp(prefix=_temp_prefix(path),
+                                    suffix=os.path.splitext(path)[1],
+                                    dir=folder)
+    os.close(fd)
+    try:
+        yield tmp_path
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+    _fsync_dir(folder)
+
+
+@contextlib.contextmanager
+def replaced_folder(path):
+    """A temporary folder next to ``path`` to fill; when the block ends
+    normally it takes the place of ``path`` (an earlier folder there is
+    removed), when it raises or is interrupted it is removed.
+
+    Yields:
+        str: The temporary folder.
+    """
+    parent = os.path.dirname(os.path.abspath(path))
+    remove_stale_temporaries(parent, os.path.basename(path))
+    tmp_path = tempfile.mkdtemp(prefix=_temp_prefix(path), dir=parent)
+    try:
+        yield tmp_path
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o777 & ~umask)
+        old = None
+        if os.path.isdir(path) and not os.path.islink(path):
+            old = tempfile.mkdtemp(prefix=_temp_prefix(path), dir=parent)
+            os.replace(path, os.path.join(old, 'old'))
+        os.replace(tmp_path, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+        raise
+    _fsync_dir(parent)
 
 
 def write_npz(file, obj, compression=True):
@@ -187,6 +252,61 @@ def check_target(path, kind):
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UserError('cannot write into {} (permission denied); choose a '
                         'folder you may write to'.format(folder))
+
+
+def check_output_folder(folder, flag='--output'):
+    """Check, before long work, that ``folder`` exists as a folder that may
+    be written to, or can be created (no part of it is a file, and the
+    nearest existing folder above it may be written to).
+
+    Raises:
+        UserError: One line naming the problem and the fix.
+    """
+    folder = os.path.abspath(folder or '.')
+    path = folder
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if not os.path.isdir(path):
+        raise UserError('cannot write into {}: {} is a file, not a folder; '
+                        'pass another {}'.format(folder, path, flag))
+    if not os.access(path, os.W_OK | os.X_OK):
+        what = ('create {} in'.format(folder) if path != folder
+                else 'write into')
+        raise UserError('cannot {} {} (permission denied); pass an {} in a '
+                        'folder you may write to'.format(what, path, flag))
+
+
+def make_folders(folder):
+    """``os.makedirs(folder, exist_ok=True)``, returning the folders it
+    created, deepest first (for :func:`remove_created`)."""
+    created = []
+    path = os.path.abspath(folder)
+    while not os.path.exists(path):
+        created.append(path)
+        path = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    return created
+
+
+def remove_created(files=(), folders=()):
+    """Remove files, then the folders, deepest first, that are empty then:
+    what a failed run created."""
+    for path in files:
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+        except OSError:
+            pass
+    for path in sorted(folders, key=len, reverse=True):
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
 
 
 def write_error(path, error):

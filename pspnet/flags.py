@@ -51,6 +51,18 @@ def positive_float(text):
     return value
 
 
+def non_negative_float(text):
+    """A finite number of at least 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float('nan')
+    if not 0 <= value < float('inf'):
+        raise argparse.ArgumentTypeError(
+            'expected 0 or a positive number, got {!r}'.format(text))
+    return value
+
+
 def input_size(text):
     """A network input or crop size: an integer of at least
     :data:`~pspnet.links.pspnet.MIN_INPUT_SIZE` (the presets use 713 and

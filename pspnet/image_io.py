@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from pspnet import atomic
 from pspnet.errors import UserError
 
 #: File name extensions the scripts treat as images when given a folder.
@@ -33,7 +34,7 @@ _JPEG_DAMAGE_MESSAGES = ('Corrupt JPEG data', 'Premature end of JPEG',
 
 
 @contextlib.contextmanager
-def _stderr_captured():
+def stderr_captured():
     """Send file descriptor 2, where libjpeg and libpng print their own
     messages about broken files, to a temporary file; the list yielded
     receives that text. The caller reports the problem in one line."""
@@ -115,7 +116,7 @@ def decode_image_file(path, flags=None, fix='pass a complete JPEG, PNG, BMP, '
     messages = []
     if data.size:
         try:
-            with _stderr_captured() as messages:
+            with stderr_captured() as messages:
                 img = cv2.imdecode(data, flags)
         except cv2.error:
             img = None
@@ -186,7 +187,7 @@ def read_image(path):
 
 def _write(path, array):
     """Encode ``array`` (OpenCV layout) as the format of ``path``'s
-    extension and write it, creating the folder."""
+    extension and write it atomically, creating the folder."""
     folder = os.path.dirname(path)
     try:
         if folder:
@@ -194,7 +195,7 @@ def _write(path, array):
         ok, data = cv2.imencode(os.path.splitext(path)[1] or '.png', array)
         if not ok:
             raise OSError('OpenCV could not encode it')
-        data.tofile(path)
+        atomic.write_atomic(path, lambda f: f.write(data.tobytes()))
     except (OSError, cv2.error) as e:
         raise UserError('cannot write {}: {}; pass an --output in a '
                         'writable folder'.format(

@@ -40,7 +40,7 @@ def build_model(model='pspnet_resnet101', dataset=None, pretrained_model=None,
         PSPNet: The model, weights loaded. Its ``dataset`` attribute is the
         :class:`~pspnet.datasets.registry.DatasetSpec` of its classes (the
         one given, else the one of the weights), or None when no dataset
-        has its class count.
+        has its class count; ``weights_path`` is the npz file loaded.
 
     Raises:
         UserError: Unknown names, no weights for the dataset, weights whose
@@ -70,4 +70,5 @@ def build_model(model='pspnet_resnet101', dataset=None, pretrained_model=None,
                                       input_size=input_size, dataset=spec)
     link = cls(pretrained_model=plan)
     link.dataset = plan.dataset
+    link.weights_path = plan.path
     return link

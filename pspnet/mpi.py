@@ -88,12 +88,15 @@ def start_loader_processes_safely():
     process.join()
 
 
-def create_communicator(name):
+def create_communicator(name, fix=None):
     """Create a ChainerMN communicator (this initializes MPI).
 
     Args:
         name (str): ``'naive'`` (CPU arrays over MPI), ``'pure_nccl'``
             (one GPU per process, NCCL) or another ChainerMN communicator.
+        fix (str or None): What the user can do when it cannot start, for
+            scripts without a ``--communicator`` option; None names
+            mpi4py, CuPy with NCCL and another communicator.
 
     Raises:
         UserError: ChainerMN cannot start (mpi4py, CuPy or NCCL missing).
@@ -102,10 +105,11 @@ def create_communicator(name):
     try:
         return chainermn.create_communicator(name)
     except Exception as e:  # ImportError, NCCL and MPI errors alike
-        raise UserError(
-            'cannot start the {} communicator ({}: {}); install mpi4py (and '
-            'CuPy with NCCL for GPUs, see README) or pick another '
-            'communicator'.format(name, type(e).__name__, e))
+        if fix is None:
+            fix = ('install mpi4py (and CuPy with NCCL for GPUs, see README) '
+                   'or pick another communicator')
+        raise UserError('cannot start the {} communicator ({}: {}); {}'
+                        .format(name, type(e).__name__, e, fix))
 
 
 class CollectiveError(UserError):
@@ -143,13 +147,43 @@ def agree(comm, function, *args, **kwargs):
     sys.exit(2)
 
 
+def _quiet_abort(comm, code):
+    """``MPI_Abort`` without the launcher's own lines: MPICH prints one
+    more line to standard error, which the user does not need after ours."""
+    sys.stderr.flush()
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+    except OSError:
+        pass
+    comm.mpi_comm.Abort(code)
+
+
+def _error_line(rank, error):
+    """The one line for an error of one process, or None for an error
+    that needs its traceback (a defect of the program)."""
+    if isinstance(error, UserError):
+        return 'error: process {}: {}'.format(rank, error)
+    if isinstance(error, KeyboardInterrupt):
+        return 'process {}: interrupted'.format(rank)
+    if isinstance(error, OSError):
+        from pspnet.atomic import is_disk_full
+        fix = ('free some space on its disk' if is_disk_full(error)
+               else 'check the file and its folder')
+        where = ' ({})'.format(error.filename) if error.filename else ''
+        return 'error: process {}: {}{}; {}'.format(
+            rank, error.strerror or error, where, fix)
+    return None
+
+
 def abort_on_error(comm, function, *args, **kwargs):
     """Run ``function``; an error on one process ends all of them.
 
-    Any exception but a :class:`CollectiveError` is printed (one line for
-    a :class:`UserError`, a traceback otherwise) and MPI is aborted with
-    status 2 (user errors) or 1. Without other processes, exceptions pass
-    through unchanged.
+    Any exception but a :class:`CollectiveError` ends the whole job with
+    MPI's abort: one line for a :class:`UserError`, an ``OSError`` (a full
+    disk, a permission) or an interrupt (status 2, or 130 when
+    interrupted), a traceback for any other error, a defect (status 1).
+    Without other processes, exceptions pass through unchanged.
     """
     if comm is None or comm.size == 1:
         return function(*args, **kwargs)
@@ -158,16 +192,16 @@ def abort_on_error(comm, function, *args, **kwargs):
     except CollectiveError:
         raise
     except (Exception, KeyboardInterrupt) as e:
-        if isinstance(e, UserError):
-            sys.stderr.write('error: process {}: {}\n'.format(comm.rank, e))
-            code = 2
-        else:
+        line = _error_line(comm.rank, e)
+        if line is None:
             traceback.print_exc()
-            sys.stderr.write('process {} failed; stopping all {} processes\n'
-                             .format(comm.rank, comm.size))
+            line = 'process {} failed; stopping all {} processes'.format(
+                comm.rank, comm.size)
             code = 1
-        sys.stderr.flush()
-        comm.mpi_comm.Abort(code)
+        else:
+            code = 130 if isinstance(e, KeyboardInterrupt) else 2
+        sys.stderr.write(line + '\n')
+        _quiet_abort(comm, code)
 
 
 def run_collectively(comm, function, *args, **kwargs):

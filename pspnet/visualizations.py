@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from pspnet import atomic
 from pspnet.errors import UserError
 
 #: Colour of pixels labelled -1, RGB.
@@ -191,7 +192,8 @@ def segmentation_figure(img, label, label_names, label_colors, fig=None,
 
 
 def save_figure(fig, path, dpi=150):
-    """Save a figure, including its legend, to an image file.
+    """Save a figure, including its legend, to an image file (atomically,
+    in the format of its extension).
 
     Raises:
         UserError: The file cannot be written.
@@ -200,7 +202,9 @@ def save_figure(fig, path, dpi=150):
     try:
         if folder:
             os.makedirs(folder, exist_ok=True)
-        fig.savefig(path, dpi=dpi, bbox_inches='tight')
+        kind = os.path.splitext(path)[1].lstrip('.').lower() or 'png'
+        atomic.write_atomic(path, lambda f: fig.savefig(
+            f, format=kind, dpi=dpi, bbox_inches='tight'))
     except OSError as e:
         raise UserError('cannot write {}: {}; pass an --output in a '
                         'writable folder'.format(path, e.strerror or e))

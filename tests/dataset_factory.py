@@ -37,6 +37,28 @@ for _label in cityscapes_labels:
         _CITYSCAPES_COLOR_LUT[_label.id] = _label.color
 
 DEFAULT_CITIES = ('aachen', 'bochum', 'zurich')
+#: Label ids of the classes with instances (person ... bicycle, caravan and
+#: trailer included).
+CITYSCAPES_INSTANCE_IDS = tuple(label.id for label in cityscapes_labels
+                                if label.has_instances)
+
+
+def cityscapes_instance_ids(rng, raw, block, crowd=0.25, per_class=3):
+    """(H, W) uint16 ``*_gtFine_instanceIds.png`` values for the label map
+    ``raw`` made of ``block`` x ``block`` blocks: each block of a class with
+    instances is one of ``per_class`` instances of its class (``1000 * id +
+    k``; an instance may hold several blocks, so sizes vary) or, with
+    probability ``crowd``, a crowd region (the plain label id)."""
+    ids = raw.astype(np.int64)
+    h, w = raw.shape
+    for y in range(0, h, block):
+        for x in range(0, w, block):
+            label_id = int(raw[y, x])
+            if label_id not in CITYSCAPES_INSTANCE_IDS or rng.rand() < crowd:
+                continue
+            ids[y:y + block, x:x + block] = (1000 * label_id
+                                             + rng.randint(per_class))
+    return ids.astype(np.uint16)
 
 
 def _block_labels(rng, size, values, ignored):
@@ -92,9 +114,11 @@ def _write_palette(path, values, palette):
 
 def make_cityscapes(root, splits=('train', 'val'), cities=DEFAULT_CITIES,
                     n_per_city=2, size=(64, 96), label_resolution='fine',
-                    learnable=False, train_ids=None, seed=0):
+                    learnable=False, train_ids=None, seed=0,
+                    instances=False, extra_ids=()):
     """Write ``leftImg8bit/{split}/{city}/*_leftImg8bit.png`` and
-    ``gtFine/{split}/{city}/*_gtFine_labelIds.png`` (and ``*_color.png``).
+    ``gtFine/{split}/{city}/*_gtFine_labelIds.png`` (and ``*_color.png``,
+    and with ``instances`` ``*_instanceIds.png``).
 
     Args:
         root (str): Folder to create the dataset in.
@@ -107,6 +131,10 @@ def make_cityscapes(root, splits=('train', 'val'), cities=DEFAULT_CITIES,
         train_ids (tuple of ints): Train ids that appear in the labels
             (default: all 19); ignored ids appear too.
         seed (int): Random seed.
+        instances (bool): Also write instance ids
+            (:func:`cityscapes_instance_ids`).
+        extra_ids (tuple of ints): More ignored label ids that appear
+            (e.g. 29 and 30, caravan and trailer, which have instances).
 
     Returns:
         str: ``root``, the ``data_dir`` of the dataset.
@@ -116,7 +144,8 @@ def make_cityscapes(root, splits=('train', 'val'), cities=DEFAULT_CITIES,
     if train_ids is None:
         train_ids = range(19)
     values = [CITYSCAPES_EVALUATED_IDS[t] for t in train_ids]
-    ignored = list(CITYSCAPES_IGNORED_IDS[:3])
+    ignored = list(CITYSCAPES_IGNORED_IDS[:3]) + list(extra_ids)
+    block = max(1, min(size) // 8)
     for split in splits:
         for city in cities:
             for k in range(n_per_city):
@@ -135,6 +164,12 @@ def make_cityscapes(root, splits=('train', 'val'), cities=DEFAULT_CITIES,
                 _write_rgb(os.path.join(
                     label_dir, '{}_{}_color.png'.format(stem, folder)),
                     _CITYSCAPES_COLOR_LUT[raw])
+                if instances:
+                    path = os.path.join(label_dir, '{}_{}_instanceIds.png'
+                                        .format(stem, folder))
+                    if not cv2.imwrite(path, cityscapes_instance_ids(
+                            rng, raw, block)):
+                        raise IOError('could not write ' + path)
     return root
 
 

@@ -103,6 +103,9 @@ def test_cityscapes_items_and_order(cityscapes, split):
               for p in dataset.img_paths]
     assert cities == ['aachen'] * 2 + ['bochum'] * 2 + ['zurich'] * 2
     assert dataset.img_paths == sorted(dataset.img_paths)
+    # The test labels of the archives are placeholders: read as ChainerCV
+    # reads them, but no labels for evaluation.
+    assert dataset.has_labels == (split != 'test')
     for i in range(len(dataset)):
         img, label = dataset[i]
         _check_item(img, label, (16, 24))
@@ -279,8 +282,12 @@ def test_corrupt_files(voc, tmp_path):
      'fine.*coarse'),
     (lambda d: CityscapesSemanticSegmentationDataset(d, 'fine', 'extra'),
      'no .extra. split'),
-    (lambda d: ADE20KSemanticSegmentationDataset(d, 'test'), "'train'"),
-    (lambda d: VOCSemanticSegmentationDataset(d, 'test'), 'trainval'),
+    (lambda d: ADE20KSemanticSegmentationDataset(d, 'test'),
+     "'train', 'val' or 'release_test'"),
+    (lambda d: VOCSemanticSegmentationDataset(d, 'testing'), 'trainval'),
+    (lambda d: VOCSemanticSegmentationDataset(d, 'test'), 'VOC2012test.tar'),
+    (lambda d: ADE20KSemanticSegmentationDataset(d, 'release_test'),
+     'release_test.zip'),
     (lambda d: datasets.get_dataset('camvid', 'val', d), 'choose one'),
 ])
 def test_bad_arguments(tmp_path, make, message):

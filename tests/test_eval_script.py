@@ -1,10 +1,14 @@
 """eval_semantic_segmentation.py end to end, on tiny generated datasets with
 random-weight npz files (ResNet50, input size 64)."""
 
+import glob
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import chainer
 import numpy as np
@@ -12,7 +16,10 @@ import pytest
 
 import dataset_factory
 import eval_semantic_segmentation as script
+import random_weights
+from pspnet import device
 from pspnet import PSPNetResNet50
+from pspnet.evaluations import checkpoints
 from pspnet.datasets import CityscapesSemanticSegmentationDataset
 from pspnet.evaluations import calc_semantic_segmentation_confusion
 
@@ -75,7 +82,16 @@ def test_one_process_and_mpiexec_agree(data):
         assert json.load(f) == one_record
 
     lines = one.stdout.splitlines()
-    assert len(lines) == 19 + 4
+    # ChainerCV's table, then Cityscapes' category scores (no instance
+    # files in this tree: no iIoU, said in one line)
+    assert len(lines) == 19 + 4 + 2 + 8 + 1
+    assert lines[23] == '=' * 34 + ' Cityscapes'
+    assert lines[24] == '-' * 34 + ' categories'
+    assert lines[25].startswith('               IoU flat : ')
+    assert lines[32].startswith('      category mean IoU : ')
+    assert 'no iIoU' in lines[33]
+    assert one_record['category_miou'] is not None
+    assert 'iiou' not in one_record
     assert lines[0].startswith(' ' * 19 + 'road : ')
     assert lines[19] == '=' * 34
     assert lines[20].startswith('               mean IoU : ')
@@ -140,7 +156,7 @@ def test_user_errors(data, tmp_path, capsys):
                        'Cityscapes image folder')
     _expect_user_error(capsys, _args(data, '--json',
                                      str(tmp_path / 'no' / 'x.json')),
-                       'of --json')
+                       '--json: the folder of')
     voc = dataset_factory.make_voc(str(tmp_path / 'voc'), splits=('val',),
                                    n_images=1, size=(8, 8))
     _expect_user_error(capsys, ['--dataset', 'voc'] + _args(data)[2:-1]
@@ -182,3 +198,184 @@ def test_mpiexec_errors_end_every_process(data, tmp_path):
     assert result.returncode != 0
     assert 'error: process 1: cannot read image' in result.stderr
     assert 'Traceback' not in result.stderr
+
+
+# Resumable evaluation ------------------------------------------------------
+
+def _progress_done(path):
+    try:
+        with np.load(path) as archive:
+            return int(archive['n_done'])
+    except Exception:  # not there yet, or being replaced
+        return -1
+
+
+def _start(argv, mpi=0):
+    command = [sys.executable, os.path.join(REPO,
+                                            'eval_semantic_segmentation.py')]
+    if mpi:
+        command = [MPIEXEC, '-n', str(mpi)] + command
+    return subprocess.Popen(command + argv, cwd=REPO, env=ENV,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def _kill_when(process, path, n_done, timeout=240):
+    """kill -9 the whole job once the checkpoint ``path`` counts at least
+    ``n_done`` images; False when the job ended first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            return False
+        if _progress_done(path) >= n_done:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return True
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    raise AssertionError('no checkpoint {} within {} s'.format(path,
+                                                                timeout))
+
+
+@pytest.fixture(scope='module')
+def resumable(tmp_path_factory):
+    root = tmp_path_factory.mktemp('resume')
+    data = dataset_factory.make_cityscapes(
+        str(root / 'cityscapes'), splits=('val',),
+        cities=('aachen', 'bochum', 'jena', 'ulm'), n_per_city=2,
+        size=(48, 64), instances=True, seed=5)
+    model = random_weights.sensitive_model(PSPNetResNet50, 19, 64,
+                                           np.random.RandomState(4))
+    model.head_conv2.b.array[11:] += 8000
+    weights = str(root / 'sensitive.npz')
+    chainer.serializers.save_npz(weights, model)
+    return {'root': root, 'data': data, 'weights': weights}
+
+
+def _resume_args(fixture, out, pred, *extra):
+    return ['--dataset', 'cityscapes', '--model', 'pspnet_resnet50',
+            '--pretrained-model', fixture['weights'], '--input-size', '64',
+            '--no-flip', '--data-dir', fixture['data'], '--json', out,
+            '--save-predictions', pred, '--checkpoint-interval', '0'
+            ] + list(extra)
+
+
+def _read(path):
+    with open(path, 'rb') as f:
+        return f.read()
+
+
+def _files(folder):
+    return {os.path.relpath(p, folder): _read(p)
+            for p in glob.glob(os.path.join(folder, '*', '*.png'))}
+
+
+@pytest.mark.parametrize('processes', [1, 2])
+def test_killed_evaluation_continues_bit_for_bit(resumable, processes):
+    """kill -9 of the job after a checkpoint, then the same command: the
+    JSON (every figure and the confusion matrix) and the prediction files
+    equal those of an uninterrupted run, byte for byte."""
+    if processes > 1 and not os.path.exists(MPIEXEC):
+        pytest.skip('mpiexec of the mpich wheel not installed')
+    root = resumable['root']
+    tag = 'n{}'.format(processes)
+    whole_json, whole_pred = (str(root / (tag + '-whole.json')),
+                              str(root / (tag + '-whole')))
+    result = _run(_resume_args(resumable, whole_json, whole_pred),
+                  mpi=processes if processes > 1 else 0)
+    assert result.returncode == 0, result.stderr
+
+    out, pred = str(root / (tag + '.json')), str(root / tag)
+    argv = _resume_args(resumable, out, pred)
+    checkpoint = checkpoints.checkpoint_path(out, 0, processes)
+    killed = _kill_when(_start(argv, mpi=processes if processes > 1 else 0),
+                        checkpoint, 2)
+    assert killed, 'the evaluation ended before it could be killed'
+    assert not os.path.exists(out)
+    assert 2 <= _progress_done(checkpoint) < 8 // processes
+
+    # Options that change the result are refused, naming them; nothing
+    # is changed on disk.
+    before = _read(checkpoint)
+    refused = _run(argv + ['--scales', '0.75'],
+                   mpi=processes if processes > 1 else 0)
+    assert refused.returncode == 2
+    errors = [line for line in refused.stderr.splitlines()
+              if line.startswith('error: ')]
+    assert len(errors) == 1 and 'scales' in errors[0], refused.stderr
+    assert 'Traceback' not in refused.stderr
+    assert _read(checkpoint) == before
+    if processes > 1:
+        other = _run(argv)  # one process, checkpoints of two
+        assert other.returncode == 2
+        assert 'another process count' in other.stderr
+
+    resumed = _run(argv, mpi=processes if processes > 1 else 0)
+    assert resumed.returncode == 0, resumed.stderr
+    assert 'continuing from' in resumed.stderr
+    assert _read(out) == _read(whole_json)
+    assert _files(pred) == _files(whole_pred) and len(_files(pred)) == 8
+    assert not glob.glob(out + '.progress*')
+    assert not glob.glob(pred + '.progress*')
+
+
+def test_checkpoint_of_other_weights_is_refused(resumable, tmp_path):
+    out, pred = str(tmp_path / 'w.json'), str(tmp_path / 'w')
+    argv = _resume_args(resumable, out, pred)
+    assert _kill_when(_start(argv), checkpoints.checkpoint_path(out), 1)
+    weights = str(tmp_path / 'other.npz')
+    shutil.copy(resumable['weights'], weights)
+    refused = _run(argv + ['--pretrained-model', weights])
+    assert refused.returncode == 2
+    assert 'weights' in refused.stderr and 'delete' in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+
+# Processes that disagree, GPUs that are missing ----------------------------
+
+def test_mpiexec_processes_must_see_the_same_dataset(data, tmp_path):
+    if not os.path.exists(MPIEXEC):
+        pytest.skip('mpiexec of the mpich wheel not installed')
+    fewer = dataset_factory.make_cityscapes(
+        str(tmp_path / 'fewer'), splits=('val',), cities=('aachen',),
+        n_per_city=2, size=(64, 96))
+    script_path = os.path.join(REPO, 'eval_semantic_segmentation.py')
+    for other in (fewer, None):
+        if other is None:  # same count, other file names
+            other = dataset_factory.make_cityscapes(
+                str(tmp_path / 'renamed'), splits=('val',),
+                cities=('aachen', 'erfurt'), n_per_city=2, size=(64, 96))
+        for first, second in ((data['cityscapes'], other),
+                              (other, data['cityscapes'])):
+            command = [MPIEXEC, '-n', '1', sys.executable, script_path
+                       ] + _args(data)[:-1] + [first] + [
+                ':', '-n', '1', sys.executable, script_path
+            ] + _args(data)[:-1] + [second]
+            result = subprocess.run(command, cwd=REPO, env=ENV, timeout=300,
+                                    stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE,
+                                    universal_newlines=True)
+            assert result.returncode == 2, result.stderr
+            errors = [line for line in result.stderr.splitlines()
+                      if line.startswith('error: ')]
+            assert len(errors) == 1, result.stderr
+            assert 'do not see the same dataset' in errors[0]
+            assert 'Traceback' not in result.stderr
+            assert 'mean IoU' not in result.stdout
+
+
+def test_mpiexec_gpu_without_gpus_says_so(data):
+    if not os.path.exists(MPIEXEC):
+        pytest.skip('mpiexec of the mpich wheel not installed')
+    if device.gpu_count() > 0:
+        pytest.skip('this machine has a GPU')
+    result = _run(_args(data, '--gpu', '0'), mpi=2, timeout=120)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines()
+              if line.startswith('error: ')]
+    assert len(errors) == 1, result.stderr
+    assert 'requirements-gpu.txt' in errors[0] and 'drop --gpu' in errors[0]
+    assert 'mpi4py' not in result.stderr
+    assert '--communicator' not in result.stderr

@@ -16,6 +16,7 @@ from pspnet.inference import network
 from pspnet.inference import release_buffers
 from pspnet.inference import threads
 from pspnet.inference import unsupported_reason
+from pspnet.inference import winograd
 from random_weights import randomize_batch_normalization
 from random_weights import sensitive_model
 from random_weights import smooth_image
@@ -120,6 +121,106 @@ def test_convolutions_match_chainer(ksize, stride, pad, dilate, size,
             ksize, pad, dilate)
         np.testing.assert_allclose(out.transpose(1, 0, 2, 3), expected,
                                    rtol=1e-5, atol=1e-5)
+
+
+def float64_conv(x, conv, bn, dilate):
+    """bn(conv(x)) at inference in float64, (B, C_out, H, W)."""
+    W = conv.W.array.astype(np.float64)
+    scale = bn.gamma.array / np.sqrt(bn.avg_var.astype(np.float64) + bn.eps)
+    bias = (conv.b.array - bn.avg_mean) * scale + bn.beta.array
+    return F.convolution_2d(x.astype(np.float64),
+                            W * scale[:, None, None, None], bias,
+                            pad=dilate, dilate=dilate).array
+
+
+@pytest.mark.parametrize('seed', range(12))
+def test_winograd_matches_direct_convolution(seed, monkeypatch):
+    """Random channel counts, odd and tiny sizes, dilations 1, 2 and 4,
+    both tile sizes, batches of 1 and 2; small blocks force several input
+    channel blocks and tile row chunks."""
+    rng = np.random.RandomState(100 + seed)
+    in_channels, out_channels = rng.randint(1, 40, 2)
+    dilate = (1, 2, 4)[seed % 3]
+    m = (2, 4)[seed // 3 % 2]
+    size = tuple(rng.randint(1, 23, 2))
+    batch = rng.randint(1, 3)
+    if seed >= 6:
+        monkeypatch.setattr(winograd, 'BLOCK_BYTES', rng.randint(1, 20000))
+    monkeypatch.setattr(winograd, 'GEMMS_PER_THREAD', seed % 2 == 0)
+    conv = chainer.links.Convolution2D(in_channels, out_channels, 3, 1,
+                                       dilate, dilate=dilate)
+    conv.b.array[:] = rng.randn(out_channels)
+    bn = chainer.links.BatchNormalization(out_channels)
+    randomize_batch_normalization(bn, rng)
+    x = rng.randn(batch, in_channels, *size).astype(np.float32)
+    expected = float64_conv(x, conv, bn, dilate)
+    scale, bias = folding.scale_and_bias(conv, bn)
+    out = np.full((out_channels, batch) + size, np.nan, np.float32)
+    pool = buffers.BufferPool()
+    winograd.conv3x3(feature_map(x),
+                     winograd.filter_layout(conv.W.array, scale), bias, out,
+                     m, dilate, pool if seed % 2 else None)
+    got = out.transpose(1, 0, 2, 3)
+    # F(4x4)'s transforms lose about one more digit than F(2x2)'s.
+    assert relative_error(got, expected) <= (1e-6 if m == 2 else 2e-5)
+
+
+@pytest.mark.parametrize('points,m', [((0, 1, -1, 0.5, -2), 4),
+                                      ((0, 1, -1, 2, -2), 4),
+                                      ((0, 1, -1), 2), ((0, 2, -0.5), 2)])
+def test_toom_cook_transforms_compute_the_correlation(points, m):
+    bt, g, at = winograd.toom_cook(points, m)
+    rng = np.random.RandomState(19)
+    d, f = rng.randn(m + 2), rng.randn(3)
+    expected = [d[i:i + 3] @ f for i in range(m)]
+    np.testing.assert_allclose(at @ ((g @ f) * (bt @ d)), expected,
+                               rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match='points'):
+        winograd.toom_cook(points[:-1], m)
+
+
+def test_winograd_rejects_other_tiles_and_shapes():
+    with pytest.raises(ValueError, match='2 or 4'):
+        winograd.transform_matrices(6)
+    with pytest.raises(ValueError, match='output of shape'):
+        winograd.conv3x3(np.zeros((3, 1, 5, 5), np.float32),
+                         np.zeros((2, 4, 9), np.float32),
+                         np.zeros(4, np.float32),
+                         np.zeros((4, 1, 5, 4), np.float32), 2, 1)
+
+
+@pytest.mark.parametrize('tile', [2, 4])
+def test_forward_by_winograd_everywhere_matches_plain(model, tile,
+                                                      monkeypatch):
+    """Every stride-1 3x3 convolution (the stem's and res2's and res3's
+    too) by Winograd, against plain Chainer."""
+    monkeypatch.setattr(network, 'WINOGRAD_MIN_CHANNELS', 1)
+    monkeypatch.setattr(network, 'WINOGRAD_TILE', tile)
+    calls = []
+    original = winograd.conv3x3
+    monkeypatch.setattr(winograd, 'conv3x3',
+                        lambda *args: calls.append(args[4]) or
+                        original(*args))
+    x = np.random.RandomState(16).uniform(
+        -120, 120, (1, 3, 67, 61)).astype(np.float32)
+    assert_same_logits(fast_forward(model, x), plain_forward(model, x))
+    # conv1_2, conv1_3, every unit's conv2 but res3's first, head_conv1.
+    assert calls == [tile] * (2 + 16 - 1 + 1)
+
+
+def test_winograd_is_used_for_wide_dilated_and_head_convolutions(
+        model, monkeypatch):
+    seen = []
+    original = winograd.conv3x3
+    monkeypatch.setattr(winograd, 'conv3x3',
+                        lambda x, f, *args: seen.append(
+                            (f.shape[0], args[3])) or original(x, f, *args))
+    fast_forward(model, np.zeros((1, 3, SIZE, SIZE), np.float32))
+    # conv1_2 and conv1_3, res2's 3 units, res3's last 3 (the first has
+    # stride 2), res4's 6 (dilation 2), res5's 3 (dilation 4), the head's
+    # 4096 -> 512.
+    assert seen == [(64, 1)] * 5 + [(128, 1)] * 3 + [(256, 2)] * 6 + \
+        [(512, 4)] * 3 + [(4096, 1)]
 
 
 @pytest.mark.parametrize('ksize,stride,pad,in_channels', [
@@ -399,6 +500,52 @@ def test_parallel_ranges_cover_the_range_once(monkeypatch, count):
     if count:
         with pytest.raises(RuntimeError):
             threads.parallel_ranges(fail, count)
+
+
+@pytest.mark.parametrize('m,k,n', [(5, 7, 3), (1, 4, 6), (6, 1, 5)])
+@pytest.mark.parametrize('transpose_a,transpose_b', [
+    (False, True), (True, False), (True, True)])
+def test_gemm_of_transposed_operands(m, k, n, transpose_a, transpose_b):
+    rng = np.random.RandomState(17)
+    a = rng.randn(k, m).astype(np.float32).T if transpose_a else \
+        rng.randn(m, k).astype(np.float32)
+    b = rng.randn(n, k).astype(np.float32).T if transpose_b else \
+        rng.randn(k, n).astype(np.float32)
+    out = np.full((m, n), np.nan, np.float32)
+    blas.gemm(a, b, out)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-5,
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize('count', [0, 1, 5])
+def test_gemm_many_computes_every_product(monkeypatch, count):
+    monkeypatch.setattr(threads, 'THREADS', 3)
+    rng = np.random.RandomState(18)
+    products = [(rng.randn(4, 6).astype(np.float32),
+                 rng.randn(6, 5).astype(np.float32),
+                 rng.randn(4, 5).astype(np.float32), float(i % 2))
+                for i in range(count)]
+    expected = [beta * out + a.astype(np.float64) @ b
+                for a, b, out, beta in products]
+    blas.gemm_many(products)
+    for (_, _, out, _), want in zip(products, expected):
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('count', [0, 1, 2, 7])
+def test_parallel_items_take_each_item_once(monkeypatch, count):
+    monkeypatch.setattr(threads, 'THREADS', 3)
+    seen = np.zeros(count, int)
+
+    def work(i):
+        seen[i] += 1
+
+    threads.parallel_items(work, count)
+    assert (seen == 1).all()
+    if count:
+        with pytest.raises(RuntimeError):
+            threads.parallel_items(
+                lambda i: (_ for _ in ()).throw(RuntimeError('boom')), count)
 
 
 def test_repeated_calls_reuse_buffers_and_agree(model):

@@ -132,3 +132,72 @@ def test_training_step_with_nccl_and_multi_node_bn():
         gpu_chain.model.head_conv2.W.array)
     np.testing.assert_allclose(gpu_w, cpu_chain.model.head_conv2.W.array,
                                rtol=1e-3, atol=1e-5)
+
+
+def test_float16_forward_and_labels_on_gpu():
+    """float16 inference on the GPU against float32 on the GPU (random
+    weights; the figure on real weights comes from tools/gpu_check.sh's
+    evaluation)."""
+    from pspnet import precision
+    model = use_gpu(_model(), 0)
+    img = _image(6, (90, 140))
+    scores32 = chainer.backends.cuda.to_cpu(model.predict_scores(img))
+    precision.inference_model(model, 'float16')
+    assert model.compute_dtype == np.float16
+    scores16 = chainer.backends.cuda.to_cpu(model.predict_scores(img))
+    assert np.all(np.isfinite(scores16))
+    assert np.abs(scores16 - scores32).max() < 0.05
+    agreement = np.mean(scores16.argmax(0) == scores32.argmax(0))
+    print('float16 vs float32 label agreement on the GPU:', agreement)
+    assert agreement > 0.97
+
+
+def test_mixed16_training_steps_on_gpu():
+    """Three mixed16 steps of train_multi.py's GPU path: finite losses near
+    float32's, float16 weights with float32 masters, a rising loss scale."""
+    from pspnet import mpi
+    from pspnet import precision
+    from pspnet.training import replicas
+    from pspnet.training.optimizer import setup_optimizer
+    from pspnet.training.optimizer import synchronize_start
+    from pspnet.training.train_chain import TrainChain
+
+    rng = np.random.RandomState(7)
+    x = rng.uniform(-100, 100, (2, 3, SIZE, SIZE)).astype(np.float32)
+    t = rng.randint(-1, N_CLASS, (2, SIZE, SIZE)).astype(np.int32)
+    initial = TrainChain(_model(), dropout_ratio=0.0)
+    chainer.backends.cuda.get_device_from_id(0).use()
+    comm = mpi.create_communicator('pure_nccl')
+    losses = {}
+    for dtype in ('float32', 'mixed16'):
+        chain = copy.deepcopy(initial)
+        if dtype == 'mixed16':
+            precision.to_half(chain)
+        chain = replicas.to_multi_node_batch_normalization(chain, comm)
+        chain.to_gpu(0)
+        optimizer = setup_optimizer(chain, comm, lr=1e-3)
+        precision.setup_optimizer(optimizer, dtype)
+        synchronize_start(optimizer, comm)
+        xs, ts = chain.xp.asarray(x), chain.xp.asarray(t)
+        losses[dtype] = []
+        for _ in range(3):
+            optimizer.update(chain, xs, ts)
+            losses[dtype].append(float(chain(xs, ts).array))
+        if dtype == 'mixed16':
+            assert chain.model.head_conv2.W.dtype == np.float16
+            assert precision.float32_arrays(chain)[
+                'model/head_conv2/W'].dtype == np.float32
+            assert precision.loss_scale(optimizer) > 1
+    assert np.all(np.isfinite(losses['mixed16']))
+    np.testing.assert_allclose(losses['mixed16'], losses['float32'],
+                               rtol=0.05)
+
+
+def test_tf32_and_cudnn_description():
+    from pspnet import device
+    line = device.describe_gpu(0)
+    assert line.startswith('GPU 0: ') and 'cuDNN' in line
+    import cupy
+    if int(cupy.cuda.Device(0).compute_capability) >= 80:
+        assert 'on' in device.set_tf32(True)
+    assert 'off' in device.set_tf32(False)

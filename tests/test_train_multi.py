@@ -2,8 +2,13 @@
 generated Cityscapes, a run killed after a snapshot and resumed, and the
 trained model in demo.py."""
 
+import fcntl
+import hashlib
 import json
 import os
+import random
+import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,10 +52,45 @@ def _command(data_dir, out, n_process=2, *extra):
             '--no-progress'] + list(extra)
 
 
-def _run(command, timeout=600):
+def _run(command, timeout=600, preexec_fn=None):
     return subprocess.run(command, cwd=ROOT, env=_env(), timeout=timeout,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True)
+                          universal_newlines=True, preexec_fn=preexec_fn)
+
+
+def _arrays(path):
+    with np.load(path) as f:
+        return {key: f[key] for key in f.files}
+
+
+def _assert_bit_identical(path_a, path_b):
+    a, b = _arrays(path_a), _arrays(path_b)
+    assert sorted(a) == sorted(b) and len(a) > 300
+    differing = [key for key in a if a[key].dtype != b[key].dtype
+                 or a[key].tobytes() != b[key].tobytes()]
+    assert differing == [], '{} of {} arrays differ'.format(
+        len(differing), len(a))
+
+
+def _state(folder):
+    """Every file of a folder with its size, time and content digest."""
+    state = {}
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        with open(path, 'rb') as f:
+            digest = hashlib.sha1(f.read()).hexdigest()
+        stat = os.stat(path)
+        state[name] = (stat.st_size, stat.st_mtime_ns, digest)
+    return state
+
+
+def _error_lines(result):
+    """The one error line of a failed run (and no traceback)."""
+    assert 'Traceback' not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines()
+             if not line.startswith('warning: ')]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
 
 
 def _log(out):
@@ -72,6 +112,23 @@ def finished(data_dir, tmp_path_factory):
     result = _run(_command(data_dir, out, 2, '--loaderjob', '1'))
     assert result.returncode == 0, result.stdout + result.stderr
     return out, result
+
+
+def test_two_runs_with_one_seed_end_bit_identical(finished, data_dir,
+                                                  tmp_path):
+    out = str(tmp_path / 'again')
+    result = _run(_command(data_dir, out, 2, '--loaderjob', '1'))
+    assert result.returncode == 0, result.stdout + result.stderr
+    _assert_bit_identical(os.path.join(finished[0], 'model_final.npz'),
+                          os.path.join(out, 'model_final.npz'))
+    assert [e['main/loss'] for e in _log(out)] == [
+        e['main/loss'] for e in _log(finished[0])]
+    # Trained at all: the new layers moved away from their start.
+    with np.load(os.path.join(out, 'model_final.npz')) as trained, np.load(
+            os.path.join(out, 'snapshot_iter_4.npz')) as middle:
+        key = 'head_conv2/W'
+        assert trained[key].tobytes() != middle[
+            'updater/model:main/model/' + key].tobytes()
 
 
 def test_loss_is_finite_and_falls(finished):
@@ -163,33 +220,48 @@ def test_killed_run_resumes_to_the_same_end(finished, data_dir,
         while not os.path.exists(snapshot) and process.poll() is None:
             assert time.time() < deadline, 'no snapshot in 10 minutes'
             time.sleep(0.05)
+        # At any moment between the snapshot and the end (maybe while the
+        # next snapshot is being written).
+        time.sleep(random.uniform(0, 2))
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     assert os.path.exists(snapshot)
     assert not os.path.exists(os.path.join(out, 'model_final.npz')), (
         'the run ended before it could be killed')
+    latest = snapshots.find_latest_snapshot(out)
     assert snapshots.check_snapshot(snapshot)['iteration'] == 4
 
     result = _run(_command(data_dir, out, 2, '--loaderjob', '0',
                            '--resume'))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert 'resuming at iteration 4' in result.stdout
+    assert 'resuming at iteration {}'.format(
+        snapshots.snapshot_iteration(latest)) in result.stdout
+    # The same run as the uninterrupted one (which had a loader process).
+    _assert_bit_identical(os.path.join(finished[0], 'model_final.npz'),
+                          os.path.join(out, 'model_final.npz'))
+    assert not [n for n in os.listdir(out) if n.startswith('.')]
     resumed, uninterrupted = _log(out), _log(finished[0])
     assert [e['iteration'] for e in resumed] == [
         e['iteration'] for e in uninterrupted] == list(range(1, N_ITER + 1))
     np.testing.assert_allclose([e['lr'] for e in resumed],
                                [e['lr'] for e in uninterrupted], rtol=1e-12)
-    assert snapshots.check_snapshot(os.path.join(
-        out, 'snapshot_iter_8.npz')) == {'iteration': N_ITER,
-                                         'n_processes': 2}
+    with open(os.path.join(finished[0], 'config.json')) as f:
+        other_run = json.load(f)['run_id']
+    info = snapshots.check_snapshot(os.path.join(out, 'snapshot_iter_8.npz'))
+    assert info['iteration'] == N_ITER and info['n_processes'] == 2
+    assert info['run_id'] not in (None, other_run)
     with open(os.path.join(out, 'replica_check.json')) as f:
         assert json.load(f)['params_identical']
     with open(os.path.join(out, 'config.json')) as f:
         config = json.load(f)
-    assert [r['iteration'] for r in config['resumed']] == [4]
+    assert [r['iteration'] for r in config['resumed']] == [
+        snapshots.snapshot_iteration(latest)]
+    assert config['run_id'] == info['run_id']
 
-    # Other settings or another process count cannot continue this run.
+    # Other settings or another process count cannot continue this run,
+    # and a refused resume changes nothing.
+    before = _state(out)
     result = _run(_command(data_dir, out, 2, '--batchsize', '1',
                            '--resume'))
     assert result.returncode == 2
@@ -203,6 +275,12 @@ def test_killed_run_resumes_to_the_same_end(finished, data_dir,
         'error: the snapshot {} was written by 2 processes but 1 are '
         'running; resume with mpiexec -n 2'.format(
             os.path.join(out, 'snapshot_iter_4.npz')))
+    # Nor can another run's snapshot.
+    result = _run(_command(data_dir, out, 2, '--resume', os.path.join(
+        finished[0], 'snapshot_iter_4.npz')))
+    assert result.returncode == 2
+    assert 'belongs to another run' in _error_lines(result)
+    assert _state(out) == before
 
 
 def test_resume_without_snapshot_is_one_error_line(data_dir, tmp_path):
@@ -212,3 +290,153 @@ def test_resume_without_snapshot_is_one_error_line(data_dir, tmp_path):
     assert lines == ['error: no snapshot_iter_*.npz in {} to resume from; '
                      'start without --resume, or pass --resume PATH to a '
                      'snapshot'.format(tmp_path)]
+
+
+def test_refused_runs_change_nothing(finished, data_dir, tmp_path):
+    done = finished[0]
+    before = _state(done)
+    # A fresh run into a folder that holds another run.
+    result = _run(_command(data_dir, done, 2))
+    assert result.returncode == 2
+    assert _error_lines(result) == (
+        'error: --out {} holds another training run (config.json, '
+        'model_final.npz, snapshot_iter_4.npz, ...); continue it with '
+        '--resume, or start this run with another --out'.format(done))
+    # Weights are no snapshot.
+    weights = os.path.join(done, 'model_final.npz')
+    result = _run(_command(data_dir, done, 2, '--resume', weights))
+    assert result.returncode == 2
+    assert _error_lines(result) == (
+        'error: {0} holds model weights, not a training snapshot; to '
+        'fine-tune from them start a new run with --pretrained-model {0}'
+        .format(weights))
+    assert _state(done) == before
+
+    # A snapshot damaged in its middle is found before anything changes.
+    damaged = str(tmp_path / 'damaged')
+    os.makedirs(damaged)
+    for name in ('config.json', 'snapshot_iter_4.npz'):
+        shutil.copy(os.path.join(done, name), damaged)
+    path = os.path.join(damaged, 'snapshot_iter_4.npz')
+    with open(path, 'r+b') as f:
+        f.seek(os.path.getsize(path) // 2)
+        f.write(b'\xff' * 16)
+    before = _state(damaged)
+    result = _run(_command(data_dir, damaged, 2, '--resume'))
+    assert result.returncode == 2
+    line = _error_lines(result)
+    assert line.startswith('error: {} is truncated or corrupt ('.format(path))
+    assert 'CRC' in line
+    assert _state(damaged) == before
+
+    # A folder another job is using.
+    fd = os.open(os.path.join(damaged, '.lock'), os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        result = _run(_command(data_dir, damaged, 2, '--resume'))
+    finally:
+        os.close(fd)
+    assert result.returncode == 2
+    assert 'another training run is using --out' in _error_lines(result)
+
+    # --out a file; a failed fresh run leaves no folder.
+    a_file = str(tmp_path / 'a_file')
+    open(a_file, 'w').close()
+    result = _run(_command(data_dir, a_file, 2))
+    assert result.returncode == 2
+    assert 'is a file, not a folder' in _error_lines(result)
+    new = str(tmp_path / 'new' / 'out')
+    result = _run(_command(str(tmp_path / 'no_data'), new, 2))
+    assert result.returncode == 2
+    _error_lines(result)
+    assert not os.path.exists(str(tmp_path / 'new'))
+
+
+def _limit_file_size():
+    # Snapshots of this run are about 400 MB; everything else is smaller.
+    limit = 300 * 2 ** 20
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_full_disk_while_writing_a_snapshot(data_dir, tmp_path):
+    out = str(tmp_path / 'out')
+    command = _command(data_dir, out, 2, '--loaderjob', '0')
+    command[command.index('--snapshot-interval') + 1] = '2'
+    result = _run(command, preexec_fn=_limit_file_size)
+    assert result.returncode == 2
+    assert _error_lines(result) == (
+        'error: could not write {} (File too large); nothing was written; '
+        'free some space on its disk'.format(
+            os.path.join(out, 'snapshot_iter_2.npz')))
+    # Nothing to resume from, so nothing stays.
+    assert not os.path.exists(out)
+
+
+def _broken_copy(data_dir, tmp_path, change, split='train'):
+    import cv2
+    copy = str(tmp_path / 'data')
+    shutil.copytree(data_dir, copy)
+    path = sorted(
+        os.path.join(dirpath, name)
+        for dirpath, _, names in os.walk(os.path.join(copy, 'gtFine',
+                                                      split))
+        for name in names if name.endswith('_labelIds.png'))[-1]
+    label = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(path, change(label))
+    return copy, path
+
+
+@pytest.mark.parametrize('split', ['train', 'val'])
+def test_a_bad_label_on_one_process_stops_all_with_one_line(
+        data_dir, tmp_path, split):
+    # A training label read by a loader process, or a validation label
+    # (read at the end) that only one process reads.
+    def poke(label):
+        label[:3, :3] = 200
+        return label
+    copy, path = _broken_copy(data_dir, tmp_path, poke, split)
+    out = str(tmp_path / 'out')
+    command = _command(copy, out, 2, '--loaderjob', '1')
+    command[command.index('--iteration') + 1] = '2'
+    result = _run(command, timeout=300)
+    assert result.returncode == 2
+    line = _error_lines(result)
+    assert line.startswith('error: ') and 'holds the value 200' in line
+    assert path in line
+    assert not os.path.exists(out)
+
+
+def test_label_sizes_are_checked_before_training(data_dir, tmp_path):
+    copy, path = _broken_copy(data_dir, tmp_path, lambda label: label[:-2])
+    result = _run(_command(copy, str(tmp_path / 'out'), 2))
+    assert result.returncode == 2
+    line = _error_lines(result)
+    assert 'label image {} is'.format(path) in line
+    assert 'checked before training' in line
+    assert 'epoch' not in result.stdout
+
+
+@pytest.mark.parametrize('error,line,code', [
+    ('UserError("bad label")', 'error: process 1: bad label', 2),
+    ('OSError(28, "No space left on device", "/out/log")',
+     'error: process 1: No space left on device (/out/log); free some space '
+     'on its disk', 2),
+])
+def test_an_error_on_one_process_stops_all_with_one_line(error, line, code):
+    script = (
+        'import time\n'
+        'from pspnet import mpi\n'
+        'from pspnet.errors import UserError\n'
+        'comm = mpi.create_communicator("naive")\n'
+        'def work():\n'
+        '    if comm.rank == 1:\n'
+        '        raise {}\n'
+        '    comm.mpi_comm.barrier()\n'
+        '    time.sleep(60)\n'
+        'mpi.run_collectively(comm, work)\n'.format(error))
+    start = time.time()
+    result = _run([MPIEXEC, '-n', '2', sys.executable, '-c', script],
+                  timeout=120)
+    assert time.time() - start < 50, 'rank 0 was left waiting'
+    assert result.returncode == code
+    assert result.stderr.strip().splitlines() == [line]

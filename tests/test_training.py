@@ -23,10 +23,14 @@ from pspnet import device
 from pspnet.training import replicas
 from pspnet.training import extensions
 from pspnet.training import initial_weights
+from pspnet.training import loader
+from pspnet.training import output
+from pspnet.training import randomness
 from pspnet.training import optimizer as optimizer_module
 from pspnet.training import run
 from pspnet.training import snapshots
 from pspnet.training.train_chain import TrainChain
+from pspnet.training.updater import CollectiveUpdater
 
 N_CLASS = 5
 SIZE = 64
@@ -247,36 +251,43 @@ class _Regression(chainer.Chain):
             self.linear = L.Linear(3, 1)
 
     def forward(self, x, t):
-        loss = F.mean_squared_error(self.linear(x), t)
+        # Dropout draws from the global generator, which the updater seeds.
+        loss = F.mean_squared_error(self.linear(F.dropout(x, 0.2)), t)
         if float(x[0, 0]) > 1000:
             loss = loss * np.float32('nan')
         chainer.report({'loss': loss}, self)
         return loss
 
 
-def _tiny_trainer(comm, out, n_iter, snapshot_every, lr=0.5):
+def _jitter(pair, rng):
+    x, t = pair
+    return (x + rng.normal(0, 0.01, x.shape)).astype(np.float32), t
+
+
+def _tiny_trainer(comm, out, n_iter, snapshot_every, lr=0.5, seed=0):
     rng = np.random.RandomState(0)
     xs = rng.uniform(0, 1, (10, 3)).astype(np.float32)
     ts = xs.sum(axis=1, keepdims=True)
-    # No shuffling and a seeded start: runs are reproducible, so a resumed
-    # run can be compared with an uninterrupted one number by number.
+    # The run's streams: shuffled epochs, jittered samples, dropout; a
+    # resumed run must equal an uninterrupted one bit for bit.
     iterator = chainer.iterators.SerialIterator(
-        chainer.datasets.TupleDataset(xs, ts), 3, shuffle=False)
+        loader.AugmentedDataset(chainer.datasets.TupleDataset(xs, ts),
+                                _jitter, seed),
+        3, order_sampler=randomness.EpochOrderSampler(seed))
     optimizer = chainer.optimizers.MomentumSGD(lr)
-    np.random.seed(0)
-    optimizer.setup(_Regression())
-    updater = training.updaters.StandardUpdater(iterator, optimizer)
+    with randomness.seeded_numpy(seed, randomness.INITIALIZATION):
+        optimizer.setup(_Regression())
+    updater = CollectiveUpdater(iterator, optimizer, comm, seed)
     trainer = training.Trainer(updater, (n_iter, 'iteration'), str(out))
     trainer.extend(chainer_extensions.PolynomialShift(
         'lr', 0.9, n_iter, optimizer=optimizer), trigger=(1, 'iteration'))
     trainer.extend(extensions.StopOnNonFiniteLoss(comm,
                                                   snapshot_out=str(out)))
-    trainer.extend(snapshots.ProcessIteratorStates(comm, iterator),
-                   trigger=(snapshot_every, 'iteration'))
-    trainer.extend(chainer_extensions.snapshot(
-        filename=snapshots.SNAPSHOT_PATTERN,
-        writer=snapshots.AtomicWriter(), n_retains=2),
+    trainer.extend(snapshots.ProcessIteratorStates(
+        comm, iterator, run_id='0123456789abcdef'[:snapshots.RUN_ID_DIGITS]),
         trigger=(snapshot_every, 'iteration'))
+    trainer.extend(snapshots.CollectiveSnapshot(comm, 2),
+                   trigger=(snapshot_every, 'iteration'))
     trainer.extend(chainer_extensions.LogReport(trigger=(1, 'iteration')))
     trainer.extend(chainer_extensions.observe_lr(), trigger=(1, 'iteration'))
     return trainer
@@ -315,8 +326,8 @@ def test_resume_continues_schedule_iterator_and_weights(comm, tmp_path):
         first.run()  # after the snapshot of iteration 4
     snapshot = snapshots.find_latest_snapshot(str(tmp_path / 'part'))
     assert snapshots.snapshot_iteration(snapshot) == 4
-    assert snapshots.check_snapshot(snapshot) == {'iteration': 4,
-                                                  'n_processes': 1}
+    assert snapshots.check_snapshot(snapshot) == {
+        'iteration': 4, 'n_processes': 1, 'run_id': '0123456789abcde'}
     resumed = _tiny_trainer(comm, tmp_path / 'part', n_iter, 4)
     snapshots.load_snapshot(snapshot, resumed)
     resumed.run()
@@ -327,12 +338,19 @@ def test_resume_continues_schedule_iterator_and_weights(comm, tmp_path):
     assert [e['iteration'] for e in resumed_log] == list(range(1, n_iter + 1))
     np.testing.assert_allclose([e['lr'] for e in resumed_log],
                                [e['lr'] for e in whole_log], rtol=1e-12)
-    np.testing.assert_allclose([e['main/loss'] for e in resumed_log],
-                               [e['main/loss'] for e in whole_log],
-                               rtol=1e-5)
-    w_whole = whole.updater.get_optimizer('main').target.linear.W.array
-    w_resumed = resumed.updater.get_optimizer('main').target.linear.W.array
-    np.testing.assert_allclose(w_resumed, w_whole, rtol=1e-5)
+    assert ([e['main/loss'] for e in resumed_log]
+            == [e['main/loss'] for e in whole_log])
+    for name in ('W', 'b'):
+        whole_param = getattr(whole.updater.get_optimizer(
+            'main').target.linear, name).array
+        resumed_param = getattr(resumed.updater.get_optimizer(
+            'main').target.linear, name).array
+        assert whole_param.tobytes() == resumed_param.tobytes()
+    # Another seed is another run.
+    other = _tiny_trainer(comm, tmp_path / 'other', n_iter, 100, seed=1)
+    other.run()
+    assert [e['main/loss'] for e in _log(tmp_path / 'other')] != [
+        e['main/loss'] for e in whole_log]
     # Only the newest snapshots are kept.
     names = sorted(os.listdir(str(tmp_path / 'whole')))
     assert [n for n in names if n.startswith('snapshot')] == [
@@ -344,7 +362,7 @@ def test_non_finite_loss_stops_with_a_clear_message(comm, tmp_path):
     trainer = _tiny_trainer(comm, tmp_path, 30, 2, lr=0.5)
     # From iteration 5 on, every example makes the loss NaN.
     dataset = trainer.updater.get_iterator('main').dataset
-    xs = dataset._datasets[0]
+    xs = dataset._dataset._datasets[0]
     trainer.extend(_Poison(xs), trigger=(5, 'iteration'))
     with pytest.raises(extensions.TrainingDiverged) as info:
         trainer.run()
@@ -570,3 +588,257 @@ def test_validator_matches_the_plain_models_evaluation(model, comm):
     assert metrics['miou'] == pytest.approx(
         evaluations.semantic_segmentation_metrics(expected)['miou'],
         abs=0.01)
+
+
+# --- Random streams, loaders, output folder, snapshot checks ---------------
+
+@pytest.mark.parametrize('n', [1, 2, 7, 30])
+def test_epoch_order_is_a_function_of_seed_rank_and_epoch(n):
+    sampler = randomness.EpochOrderSampler(seed=5, rank=1)
+    order = sampler(np.arange(n), 0)
+    chain = []
+    for epoch in range(6):
+        decoded = [randomness.decode_draw(d, n) for d in order]
+        assert {e for e, _ in decoded} == {epoch}
+        assert sorted(i for _, i in decoded) == list(range(n))
+        chain.append(order)
+        # A fresh sampler (a resumed run) continues from the order alone.
+        assert np.array_equal(randomness.EpochOrderSampler(5, 1)(order, n),
+                              sampler(order, 0))
+        order = sampler(order, n)
+    if n >= 7:
+        assert len({tuple(o % n) for o in chain}) > 1
+        assert not np.array_equal(
+            randomness.EpochOrderSampler(6, 1)(np.arange(n), 0) % n,
+            chain[0] % n) or not np.array_equal(
+            randomness.EpochOrderSampler(5, 0)(np.arange(n), 0) % n,
+            chain[0] % n)
+
+
+def _pairs(n, size=(40, 56), seed=0):
+    rng = np.random.RandomState(seed)
+    return [(rng.uniform(0, 255, (3,) + size).astype(np.float32),
+             rng.randint(-1, 5, size).astype(np.int32)) for _ in range(n)]
+
+
+def _batches(iterator, count):
+    out = []
+    for _ in range(count):
+        out.append([(img.tobytes(), label.tobytes())
+                    for img, label in iterator.next()])
+    return out
+
+
+@pytest.mark.parametrize('n,batchsize', [(5, 2), (3, 4), (6, 3)])
+def test_batches_do_not_depend_on_the_loader_nor_on_a_resume(n, batchsize):
+    from pspnet.links.pspnet import IMAGENET_MEAN
+    pairs = _pairs(n)
+    serial = loader.training_iterator(pairs, IMAGENET_MEAN, (32, 32),
+                                      batchsize, 0, seed=3, rank=1)
+    expected = _batches(serial, 7)
+    workers = loader.training_iterator(pairs, IMAGENET_MEAN, (32, 32),
+                                       batchsize, 2, seed=3, rank=1)
+    try:
+        assert _batches(workers, 3) == expected[:3]
+        # The position as a snapshot stores it, into a fresh iterator.
+        state = chainer.serializers.DictionarySerializer()
+        workers.serialize(state)
+        resumed = loader.training_iterator(pairs, IMAGENET_MEAN, (32, 32),
+                                           batchsize, 0, seed=3, rank=1)
+        resumed.serialize(chainer.serializers.NpzDeserializer(state.target))
+        assert _batches(resumed, 4) == expected[3:]
+    finally:
+        workers.finalize()
+    other = loader.training_iterator(pairs, IMAGENET_MEAN, (32, 32),
+                                     batchsize, 0, seed=4, rank=1)
+    assert _batches(other, 7) != expected
+
+
+def test_each_sample_has_its_own_augmentation_stream():
+    from pspnet.links.pspnet import IMAGENET_MEAN
+    from pspnet.training.augmentation import TrainTransform
+    pairs = _pairs(4)
+    dataset = loader.AugmentedDataset(
+        pairs, TrainTransform(IMAGENET_MEAN, (32, 32)), seed=0)
+    n = len(dataset)
+    first = [dataset[n + i][0].tobytes() for i in range(n)]
+    # The same draw in another order, or again: the same result.
+    assert [dataset[n + i][0].tobytes() for i in reversed(range(n))] == \
+        first[::-1]
+    # Epoch 1 augments item 0 anew.
+    assert dataset[2 * n][0].tobytes() != first[0]
+
+
+def test_new_layers_start_from_the_seed(model):
+    state = np.random.get_state()
+    weights = []
+    for seed in (0, 0, 1):
+        with randomness.seeded_numpy(seed, randomness.INITIALIZATION):
+            chain = TrainChain(copy.deepcopy(model))
+        weights.append(chain.aux_conv2.W.array.copy())
+    assert weights[0].tobytes() == weights[1].tobytes()
+    assert weights[0].tobytes() != weights[2].tobytes()
+    after = np.random.get_state()
+    assert state[0] == after[0] and np.array_equal(state[1], after[1])
+
+
+class _Failing(object):
+    def __init__(self, pairs, bad):
+        self.pairs, self.bad = pairs, bad
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def __getitem__(self, i):
+        if i == self.bad:
+            raise UserError('label image x.png holds the value 200')
+        return self.pairs[i]
+
+
+@pytest.mark.parametrize('n_loaders', [0, 1])
+def test_a_loader_error_is_raised_in_the_training_process(n_loaders):
+    # Chainer's MultiprocessIterator waits forever for a batch whose
+    # loader process raised: the error must come back as data.
+    from pspnet.links.pspnet import IMAGENET_MEAN
+    iterator = loader.training_iterator(
+        _Failing(_pairs(3), bad=1), IMAGENET_MEAN, (32, 32), 3, n_loaders)
+    try:
+        with pytest.raises(UserError, match='holds the value 200'):
+            loader.raise_load_failures(iterator.next())
+    finally:
+        iterator.finalize()
+
+
+def test_snapshot_is_checked_completely(comm, tmp_path, base_model):
+    trainer = _tiny_trainer(comm, tmp_path, 4, 4)
+    trainer.run()
+    path = str(tmp_path / 'snapshot_iter_4.npz')
+    assert snapshots.check_snapshot(path)['iteration'] == 4
+    data = bytearray(open(path, 'rb').read())
+    # Damage inside an array (not in the zip directory): only a CRC finds it.
+    import zipfile
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo('updater/model:main/linear/W.npy')
+    middle = info.header_offset + 30 + len(info.filename) + info.file_size - 4
+    data[middle:middle + 4] = bytes(4 - i for i in range(4))
+    damaged = str(tmp_path / 'damaged.npz')
+    open(damaged, 'wb').write(bytes(data))
+    snapshots.check_snapshot(damaged, complete=False)  # headers are fine
+    with pytest.raises(UserError, match='CRC') as info:
+        snapshots.check_snapshot(damaged)
+    assert '\n' not in str(info.value)
+    weights = str(tmp_path / 'weights.npz')
+    chainer.serializers.save_npz(weights, base_model)
+    with pytest.raises(UserError) as info:
+        snapshots.check_snapshot(weights)
+    assert str(info.value) == (
+        '{0} holds model weights, not a training snapshot; to fine-tune '
+        'from them start a new run with --pretrained-model {0}'.format(
+            weights))
+
+
+def test_failed_snapshot_write_is_one_line_and_leaves_nothing(
+        comm, tmp_path, monkeypatch):
+    import errno
+
+    def full(file, obj, compression=True):
+        file.write(b'x' * 1000)
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(atomic, 'write_npz', full)
+    trainer = _tiny_trainer(comm, tmp_path, 4, 2)
+    with pytest.raises(mpi.CollectiveError) as info:
+        trainer.run(show_loop_exception_msg=False)
+    assert str(info.value) == (
+        'could not write {} (No space left on device); nothing was written; '
+        'free some space on its disk'.format(
+            os.path.join(str(tmp_path), 'snapshot_iter_2.npz')))
+    assert not [n for n in os.listdir(str(tmp_path))
+                if n.startswith('.tmp') or n.startswith('snapshot')]
+
+
+def test_output_folder_holds_one_run(tmp_path):
+    import fcntl
+    out = str(tmp_path / 'a' / 'b')
+    folder = output.OutputFolder(out)
+    folder.open(fresh=True)
+    # A second job cannot use it while the first holds the lock.
+    with pytest.raises(UserError, match='another training run .* is using'):
+        output.OutputFolder(out).open(fresh=False)
+    open(os.path.join(out, 'config.json'), 'w').write('{}')
+    open(os.path.join(out, 'log'), 'w').write('[]')
+    folder.discard()  # failed before a snapshot: all of it goes
+    assert not os.path.exists(str(tmp_path / 'a'))
+
+    os.makedirs(out)
+    open(os.path.join(out, 'mine.txt'), 'w').close()
+    folder = output.OutputFolder(out)
+    folder.open(fresh=True)
+    for name in ('config.json', 'snapshot_iter_5.npz'):
+        open(os.path.join(out, name), 'w').close()
+    folder.close()
+    assert sorted(os.listdir(out)) == ['config.json', 'mine.txt',
+                                       'snapshot_iter_5.npz']
+    with pytest.raises(UserError) as info:
+        output.OutputFolder(out).open(fresh=True)
+    assert str(info.value) == (
+        '--out {} holds another training run (config.json, '
+        'snapshot_iter_5.npz); continue it with --resume, or start this run '
+        'with another --out'.format(out))
+    # A refused or failed resume changes nothing there.
+    folder = output.OutputFolder(out)
+    folder.open(fresh=False)
+    folder.discard()
+    os.remove(os.path.join(out, 'snapshot_iter_5.npz'))
+    folder = output.OutputFolder(out)
+    folder.open(fresh=False)
+    folder.discard()
+    assert sorted(os.listdir(out)) == ['config.json', 'mine.txt']
+    with pytest.raises(UserError, match='without a snapshot'):
+        output.OutputFolder(out).open(fresh=True)
+    # A lock file left by a killed run is no lock.
+    fd = os.open(os.path.join(out, '.lock'), os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    with pytest.raises(UserError, match='is using'):
+        output.OutputFolder(out).open(fresh=False)
+    os.close(fd)
+    folder = output.OutputFolder(out)
+    folder.open(fresh=False)
+    folder.close()
+    assert not os.path.exists(os.path.join(out, '.lock'))
+
+    a_file = str(tmp_path / 'file')
+    open(a_file, 'w').close()
+    for path in (a_file, os.path.join(a_file, 'sub')):
+        with pytest.raises(UserError, match='is a file, not a folder'):
+            output.OutputFolder(path).open(fresh=True)
+
+
+def test_label_files_are_checked_from_their_headers(tmp_path):
+    import cv2
+    from pspnet.datasets import CityscapesSemanticSegmentationDataset
+    import dataset_factory
+    root = dataset_factory.make_cityscapes(str(tmp_path), n_per_city=1)
+    dataset = CityscapesSemanticSegmentationDataset(root, split='train')
+    loader.check_label_files(dataset, range(len(dataset)))
+    path = dataset.label_paths[1]
+    label = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(path, label[:-3])
+    with pytest.raises(UserError, match='label image {} is'.format(path)):
+        loader.check_label_files(dataset, range(len(dataset)))
+    loader.check_label_files(dataset, [0, 2])  # another process's part
+    cv2.imwrite(path, np.dstack([label] * 3))
+    with pytest.raises(UserError, match='is a RGB image'):
+        loader.check_label_files(dataset, [1])
+
+
+def test_one_process_errors_are_one_line():
+    import errno
+    line = mpi._error_line(1, OSError(errno.ENOSPC, 'No space left on device',
+                                      '/out/log'))
+    assert line == ('error: process 1: No space left on device (/out/log); '
+                    'free some space on its disk')
+    assert mpi._error_line(0, UserError('bad')) == 'error: process 0: bad'
+    assert mpi._error_line(2, KeyboardInterrupt()) == \
+        'process 2: interrupted'
+    assert mpi._error_line(0, IndexError('x')) is None

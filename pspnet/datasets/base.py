@@ -124,7 +124,10 @@ class SegmentationDataset(chainer.dataset.DatasetMixin):
 
     * img: (3, H, W) float32 RGB, values in [0, 255].
     * label: (H, W) int32 class ids in [0, n_class - 1], -1 for pixels
-      ignored in evaluation.
+      ignored in evaluation; None for splits without label files
+      (``has_labels`` False: the benchmarks' test sets; where a test set
+      ships placeholder label files, Cityscapes', they are read as
+      ChainerCV reads them, and evaluation still uses none).
 
     Label maps whose size differs from their image's, or that hold values
     which are neither a class nor ignored, raise a
@@ -138,6 +141,9 @@ class SegmentationDataset(chainer.dataset.DatasetMixin):
 
     img_paths = ()
     label_paths = ()
+    #: False for splits released without labels (test sets): evaluation
+    #: writes predictions only.
+    has_labels = True
     #: Number of classes of the items' label maps.
     n_class = None
     #: The values a label file may hold, for messages.
@@ -149,6 +155,10 @@ class SegmentationDataset(chainer.dataset.DatasetMixin):
         return len(self.img_paths)
 
     def get_example(self, i):
+        if not self.has_labels and not (
+                self.label_paths[i] is not None
+                and os.path.isfile(self.label_paths[i])):
+            return self.get_image(i), None
         img, label = self.get_image(i), self.get_label(i)
         if img.shape[1:] != label.shape:
             raise UserError(

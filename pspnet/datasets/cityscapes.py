@@ -62,7 +62,13 @@ class CityscapesSemanticSegmentationDataset(base.SegmentationDataset):
 
     * img: (3, H, W) float32 RGB, values in [0, 255].
     * label: (H, W) int32, train ids in [-1, 18] (-1: ignored), or label
-      ids in [0, 33] when ``ignore_labels`` is False.
+      ids in [0, 33] when ``ignore_labels`` is False. The ``'test'``
+      labels of the archives are placeholders: they are read as ChainerCV
+      reads them where present (None where absent), but ``has_labels`` is
+      False, so evaluation writes predictions only.
+
+    Where ``*_gtFine_instanceIds.png`` files lie beside the label files,
+    ``has_instances`` is True and :meth:`get_instance_ids` reads them.
     """
 
     def __init__(self, data_dir='auto', label_resolution=None, split='train',
@@ -84,22 +90,58 @@ class CityscapesSemanticSegmentationDataset(base.SegmentationDataset):
         img_dir = os.path.join(data_dir, 'leftImg8bit', split)
         label_dir = os.path.join(data_dir, label_folder, split)
         base.require_dir(img_dir, 'Cityscapes image', fix)
-        base.require_dir(label_dir, 'Cityscapes label', fix)
+        # The test labels of the archives are placeholders: no labels.
+        self.has_labels = split != 'test'
+        if self.has_labels:
+            base.require_dir(label_dir, 'Cityscapes label', fix)
 
         self.img_paths = sorted(glob.glob(
             os.path.join(img_dir, '*', '*_leftImg8bit.png')))
         base.require_files(self.img_paths, img_dir,
                            '{city}/*_leftImg8bit.png', fix)
-        suffix = '_{}_labelIds.png'.format(label_folder)
-        self.label_paths = [
-            os.path.join(label_dir, os.path.basename(os.path.dirname(path)),
-                         os.path.basename(path)[:-len('_leftImg8bit.png')]
-                         + suffix)
-            for path in self.img_paths]
-        base.require_labels(self.img_paths, self.label_paths, fix)
+        stems = [os.path.join(label_dir,
+                              os.path.basename(os.path.dirname(path)),
+                              os.path.basename(path)[:-len('_leftImg8bit.png')]
+                              + '_' + label_folder)
+                 for path in self.img_paths]
+        self.label_paths = [stem + '_labelIds.png' for stem in stems]
+        self.instance_paths = [stem + '_instanceIds.png' for stem in stems]
+        if self.has_labels:
+            base.require_labels(self.img_paths, self.label_paths, fix)
+        present = [os.path.isfile(path) for path in self.instance_paths]
+        #: Whether every image has its ``*_instanceIds.png`` (for the
+        #: instance-level scores, :meth:`get_instance_ids`).
+        self.has_instances = self.has_labels and all(present)
+        if self.has_labels and any(present) and not all(present):
+            missing = self.instance_paths[present.index(False)]
+            raise UserError('{} is missing while other images have their '
+                            'instance ids; {}'.format(missing, fix))
         self.ignore_labels = ignore_labels
         self.n_class = (len(cityscapes_id_to_train_id) if ignore_labels
                         else _MAX_ID + 1)
+
+    def get_instance_ids(self, i):
+        """The ``i``-th image's instance ids as the archives store them.
+
+        Returns:
+            numpy.ndarray: (H, W) int32: ``1000 * label id + k`` for the
+            ``k``-th instance of a class with instances, the label id
+            (below 1000) elsewhere.
+
+        Raises:
+            UserError: The file is missing or corrupt, or holds ids of no
+            class.
+        """
+        path = self.instance_paths[i]
+        ids = base.read_label_image(path)
+        label_ids = np.where(ids >= 1000, ids // 1000, ids)
+        if label_ids.size and (int(label_ids.min()) < 0
+                               or int(label_ids.max()) > _MAX_ID):
+            raise UserError(
+                'instance image {} holds ids of no Cityscapes class (label '
+                'ids 0 to {}, instances 1000 * id + k); {}'.format(
+                    path, _MAX_ID, self.fix))
+        return ids
 
     label_values = "the label ids 0 to {} of cityscapesScripts".format(
         _MAX_ID)

@@ -45,7 +45,8 @@ EXTRACTOR_PRESET = 'imagenet'
 
 class DatasetSpec(collections.namedtuple('DatasetSpec', (
         'name', 'label_names', 'label_colors', 'reader', 'input_size',
-        'iterations', 'weights', 'train_split'), defaults=('train',))):
+        'iterations', 'weights', 'train_split', 'benchmark', 'test_split'),
+        defaults=('train', None, None))):
     """The facts of one dataset.
 
     Attributes:
@@ -66,6 +67,12 @@ class DatasetSpec(collections.namedtuple('DatasetSpec', (
             weights for the dataset; depths without are missing.
         train_split (str): The split training reads (``'train'``;
             ``'train_aug'`` for VOC).
+        benchmark (str or None): Whose prediction files and official
+            scores evaluation gives (``'cityscapes'``, ``'ade20k'``,
+            ``'voc'``, :mod:`pspnet.evaluations.prediction_files`); None:
+            class-index PNGs and ChainerCV's figures only.
+        test_split (str or None): The split of the benchmark's test
+            images, released without labels.
     """
 
     __slots__ = ()
@@ -93,7 +100,8 @@ DATASETS = collections.OrderedDict((spec.name, spec) for spec in (
             50: _URL_ROOT
             + 'pspnet_resnet50_cityscapes_trained_2018_12_19.npz',
             101: _URL_ROOT
-            + 'pspnet_resnet101_cityscapes_trained_2018_12_19.npz'}),
+            + 'pspnet_resnet101_cityscapes_trained_2018_12_19.npz'},
+        benchmark='cityscapes', test_split='test'),
     DatasetSpec(
         name='ade20k',
         label_names=ade20k_semantic_segmentation_label_names,
@@ -105,7 +113,8 @@ DATASETS = collections.OrderedDict((spec.name, spec) for spec in (
         weights={
             50: _URL_ROOT + 'pspnet_resnet50_ade20k_trained_2018_12_23.npz',
             101: _URL_ROOT
-            + 'pspnet_resnet101_ade20k_trained_2018_12_23.npz'}),
+            + 'pspnet_resnet101_ade20k_trained_2018_12_23.npz'},
+        benchmark='ade20k', test_split='release_test'),
     DatasetSpec(
         name='voc',
         label_names=voc_semantic_segmentation_label_names,
@@ -120,7 +129,7 @@ DATASETS = collections.OrderedDict((spec.name, spec) for spec in (
         # epochs of train_aug at batch 16, 33K).
         iterations=30000,
         weights={},
-        train_split='train_aug'),
+        train_split='train_aug', benchmark='voc', test_split='test'),
 ))
 
 

@@ -4,10 +4,12 @@ matrix, and reporting the figures as ChainerCV's example script does."""
 import json
 import math
 
+import chainer
 import numpy as np
 
 from pspnet.atomic import write_atomic
-from pspnet.evaluations.confusion import SemanticSegmentationConfusion
+from pspnet.errors import UserError
+from pspnet.evaluations.checkpoints import EvaluationState
 
 
 def evaluate_model(model, dataset, indices, n_class, batchsize=1,
@@ -31,25 +33,74 @@ def evaluate_model(model, dataset, indices, n_class, batchsize=1,
     Returns:
         numpy.ndarray: (n_class, n_class) int64 confusion matrix.
     """
-    confusion = SemanticSegmentationConfusion(n_class)
+    state = EvaluationState(n_class)
+    run_evaluation(model, dataset, indices, state, batchsize=batchsize,
+                   progress=progress)
+    return state.confusion.matrix
+
+
+def run_evaluation(model, dataset, indices, state, batchsize=1,
+                   progress=None, writer=None, after_batch=None):
+    """Add a model's predictions on dataset items to a running state,
+    continuing after the ``state.n_done`` items already counted.
+
+    Args:
+        model: As for :func:`evaluate_model`.
+        dataset: Items ``(img, label)``, label None when the dataset has no
+            labels (``dataset.has_labels`` False: nothing is counted).
+            With ``state.instances``, ``dataset.get_instance_ids(i)`` gives
+            the (H, W) instance ids of item ``i``.
+        indices (sequence of ints): This process's items, in order.
+        state (pspnet.evaluations.checkpoints.EvaluationState): Updated in
+            place; ``state.n_done`` counts the items of ``indices`` done.
+        batchsize (int): Images per ``predict`` call.
+        progress (callable): ``progress(n_done)`` after each batch.
+        writer (pspnet.evaluations.prediction_files.PredictionWriter):
+            Writes each prediction (by dataset index), or None.
+        after_batch (callable): ``after_batch(state)`` after each batch
+            (the checkpoint), or None.
+    """
     indices = list(indices)
-    for start in range(0, len(indices), batchsize):
-        items = [dataset[i] for i in indices[start:start + batchsize]]
+    has_labels = getattr(dataset, 'has_labels', True)
+    for start in range(state.n_done, len(indices), batchsize):
+        batch = indices[start:start + batchsize]
+        items = [dataset[i] for i in batch]
         pred_labels = model.predict([img for img, _ in items])
-        for pred_label, (_, gt_label) in zip(pred_labels, items):
-            confusion.update(pred_label, gt_label)
+        for i, pred_label, (_, gt_label) in zip(batch, pred_labels, items):
+            pred_label = chainer.backends.cuda.to_cpu(pred_label)
+            if writer is not None:
+                writer.write(i, pred_label)
+            if not has_labels:
+                continue
+            state.confusion.update(pred_label, gt_label)
+            if state.instances is not None:
+                instance_ids = dataset.get_instance_ids(i)
+                if instance_ids.shape != gt_label.shape:
+                    raise UserError(
+                        'instance image {} is {}x{} but its image is {}x{}; '
+                        'use the *_instanceIds.png files of the archives'
+                        .format(dataset.instance_paths[i],
+                                instance_ids.shape[1], instance_ids.shape[0],
+                                gt_label.shape[1], gt_label.shape[0]))
+                state.instances.update(pred_label, instance_ids)
+        state.n_done = start + len(batch)
         del items, pred_labels
+        if after_batch is not None:
+            after_batch(state)
         if progress is not None:
-            progress(min(start + batchsize, len(indices)))
-    return confusion.matrix
+            progress(state.n_done)
 
 
-def format_table(metrics, label_names):
-    """ChainerCV's result table: one IoU line per class, then the means.
+def format_table(metrics, label_names, official=None):
+    """ChainerCV's result table: one IoU line per class, then the means;
+    then the benchmark's own scores, if any.
 
     Args:
         metrics (dict): From :func:`semantic_segmentation_metrics`.
         label_names (sequence of str): Class names, in class-id order.
+        official (dict or None): From
+            :func:`pspnet.evaluations.benchmark_scores.cityscapes_scores`,
+            or ``{'scene_parsing_score': float}`` (ADE20K).
 
     Returns:
         str: The table, lines ending with a newline.
@@ -63,6 +114,28 @@ def format_table(metrics, label_names):
                             metrics['mean_class_accuracy']))
     rows.append(line.format('Global average accuracy',
                             metrics['pixel_accuracy']))
+    official = official or {}
+    if 'scene_parsing_score' in official:
+        rows.append('=' * 34 + '\n')
+        rows.append(line.format('SceneParsing score',
+                                official['scene_parsing_score']))
+        rows.append('(ADE20K: (pixel accuracy + mean IoU) / 2)\n')
+    if 'category_iou' in official:
+        rows.append('=' * 34 + ' Cityscapes\n')
+        for name, value in official.get('iiou', {}).items():
+            rows.append(line.format('iIoU ' + name, value))
+        if 'iiou_mean' in official:
+            rows.append(line.format('mean iIoU', official['iiou_mean']))
+        rows.append('-' * 34 + ' categories\n')
+        for name, value in official['category_iou'].items():
+            rows.append(line.format('IoU ' + name, value))
+        rows.append(line.format('category mean IoU',
+                                official['category_miou']))
+        for name, value in official.get('category_iiou', {}).items():
+            rows.append(line.format('iIoU ' + name, value))
+        if 'category_iiou_mean' in official:
+            rows.append(line.format('category mean iIoU',
+                                    official['category_iiou_mean']))
     return ''.join(rows)
 
 
@@ -71,14 +144,19 @@ def _number(value):
     return None if math.isnan(value) else value
 
 
-def metrics_record(metrics, n_images, label_names, confusion):
+def metrics_record(metrics, n_images, label_names, confusion, official=None):
     """Every figure as a JSON-ready dict; NaN becomes None (``null``).
 
     Keys: ``miou``, ``iou`` (list), ``mean_class_accuracy``,
     ``class_accuracy`` (list), ``pixel_accuracy``, ``n_images``,
-    ``label_names`` and ``confusion`` (list of lists of ints).
+    ``label_names`` and ``confusion`` (list of lists of ints). With the
+    Cityscapes scores of ``official`` also ``category_miou`` and
+    ``category_iou`` (dict), and with instances ``iiou`` (the mean over the
+    8 classes with instances), ``class_iiou`` (dict), ``category_iiou``
+    (the mean over human and vehicle) and ``category_iiou_per_category``
+    (dict); with ADE20K's, ``scene_parsing_score``.
     """
-    return {
+    record = {
         'miou': _number(metrics['miou']),
         'iou': [_number(v) for v in metrics['iou']],
         'mean_class_accuracy': _number(metrics['mean_class_accuracy']),
@@ -88,6 +166,22 @@ def metrics_record(metrics, n_images, label_names, confusion):
         'label_names': list(label_names),
         'confusion': np.asarray(confusion).tolist(),
     }
+    official = official or {}
+    if 'scene_parsing_score' in official:
+        record['scene_parsing_score'] = _number(
+            official['scene_parsing_score'])
+    if 'category_iou' in official:
+        record['category_miou'] = _number(official['category_miou'])
+        record['category_iou'] = {k: _number(v) for k, v in
+                                  official['category_iou'].items()}
+    if 'iiou' in official:
+        record['iiou'] = _number(official['iiou_mean'])
+        record['class_iiou'] = {k: _number(v)
+                                for k, v in official['iiou'].items()}
+        record['category_iiou'] = _number(official['category_iiou_mean'])
+        record['category_iiou_per_category'] = {
+            k: _number(v) for k, v in official['category_iiou'].items()}
+    return record
 
 
 def write_json(record, path):

@@ -41,6 +41,13 @@ def _conv_scale_and_bias(conv, bn):
     return scale.astype(np.float32), bias.astype(np.float32)
 
 
+def scale_and_bias(conv, bn=None):
+    """Per-output-channel factor and bias of a convolution followed by
+    ``bn`` (None for none), float32 arrays of shape (C_out,): the folded
+    convolution is ``scale * conv(x, W) + bias``."""
+    return _conv_scale_and_bias(conv, bn)
+
+
 def _matrix(shape, out):
     if out is None:
         return np.empty(shape, dtype=np.float32)

@@ -11,6 +11,7 @@ of one.
 import numpy as np
 
 from pspnet.inference.blas import gemm
+from pspnet.inference.blas import gemm_columns
 from pspnet.inference.threads import parallel_ranges
 
 #: Bytes of the column buffer that 3x3 convolutions unfold rows into. Big
@@ -78,8 +79,9 @@ def conv1x1(x, matrix, out, stride=1, scratch=None, accumulate=False):
             scratch = np.empty(sub.shape, dtype=np.float32)
         scratch[...] = sub
         x = scratch
-    gemm(matrix, x.reshape(x.shape[0], -1), out.reshape(out.shape[0], -1),
-         beta=1.0 if accumulate else 0.0)
+    gemm_columns(matrix, x.reshape(x.shape[0], -1),
+                 out.reshape(out.shape[0], -1),
+                 beta=1.0 if accumulate else 0.0)
 
 
 def _valid_range(in_size, out_size, offset, stride):

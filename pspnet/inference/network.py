@@ -15,6 +15,26 @@ import numpy as np
 from pspnet.inference import buffers
 from pspnet.inference import folding
 from pspnet.inference import kernels
+from pspnet.inference import winograd
+
+#: Smallest input channel count for which a stride-1 3x3 convolution runs
+#: by Winograd's algorithm (:mod:`pspnet.inference.winograd`), and its
+#: output tile size (2 or 4). Measured per layer with
+#: ``benchmarks/bench_winograd.py``: F(4x4) is the fastest for every
+#: stride-1 3x3 convolution of PSPNet (64 input channels and more) at 473
+#: and 713; with fewer channels the transforms, which are memory-bound,
+#: would cost more than the multiplications they save.
+WINOGRAD_MIN_CHANNELS = 64
+WINOGRAD_TILE = 4
+
+
+def winograd_tile(in_channels, out_channels, ksize, stride, pad, dilate):
+    """The Winograd output tile size for a convolution, or None for the
+    direct methods."""
+    if ksize == 3 and stride == 1 and pad == dilate and \
+            in_channels >= WINOGRAD_MIN_CHANNELS and WINOGRAD_TILE:
+        return WINOGRAD_TILE
+    return None
 
 
 def _unsupported_conv(conv):
@@ -151,7 +171,14 @@ class _Forward(object):
         # Folded weights go to a pooled buffer: no page faults. Taps carry
         # a bias column each.
         weights = self.pool.take((conv.W.size + out_channels * ksize * ksize,))
-        if ksize == 1 and pad == 0:
+        tile = None if accumulate else winograd_tile(
+            in_channels, out_channels, ksize, stride, pad, dilate)
+        if tile:
+            scale, bias = folding.scale_and_bias(conv, bn)
+            winograd.conv3x3(
+                x, winograd.filter_layout(conv.W.array, scale, weights),
+                bias, data, tile, dilate, self.pool)
+        elif ksize == 1 and pad == 0:
             scratch = None if stride == 1 else self.pool.take(
                 (in_channels + 1,) + shape[1:])
             kernels.conv1x1(x, folding.unfolded_matrix(conv, bn, weights),

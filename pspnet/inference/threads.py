@@ -5,6 +5,7 @@ work between GEMMs (unfolding, ReLU, residual additions, pooling) can run
 on as many cores as the BLAS library uses for the GEMMs.
 """
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -42,6 +43,47 @@ if hasattr(os, 'register_at_fork'):
 THREADS = default_thread_count()
 
 
+def _executor_for(parts):
+    global _executor, _executor_workers
+    if _executor is None or _executor_workers < parts - 1:
+        _executor = ThreadPoolExecutor(max_workers=parts - 1)
+        _executor_workers = parts - 1
+    return _executor
+
+
+def parallel_items(fn, count):
+    """Call ``fn(i)`` for every ``i`` in ``range(count)`` from up to
+    :data:`THREADS` threads (the calling thread included), each taking the
+    next item as it gets free, and wait for all. Unlike the fixed parts of
+    :func:`parallel_ranges`, a thread slowed down by other work on its
+    core just takes fewer items.
+
+    Args:
+        fn (callable): Works on one item; items are independent.
+        count (int): The number of items.
+    """
+    parts = max(1, min(THREADS, count))
+    if parts == 1:
+        for i in range(count):
+            fn(i)
+        return
+    items = itertools.count()  # next() on it is atomic under the GIL
+
+    def worker():
+        for i in items:
+            if i >= count:
+                return
+            fn(i)
+
+    futures = [_executor_for(parts).submit(worker)
+               for _ in range(parts - 1)]
+    try:
+        worker()
+    finally:
+        for future in futures:
+            future.result()
+
+
 def parallel_ranges(fn, length):
     """Call ``fn(start, stop)`` on consecutive parts of ``range(length)``,
     one per thread (the calling thread included), and wait for all.
@@ -50,14 +92,11 @@ def parallel_ranges(fn, length):
         fn (callable): Works on ``[start, stop)``; parts never overlap.
         length (int): The range to split.
     """
-    global _executor, _executor_workers
     parts = max(1, min(THREADS, length))
     if parts == 1:
         fn(0, length)
         return
-    if _executor is None or _executor_workers < parts - 1:
-        _executor = ThreadPoolExecutor(max_workers=parts - 1)
-        _executor_workers = parts - 1
+    _executor_for(parts)
     bounds = [length * i // parts for i in range(parts + 1)]
     futures = [_executor.submit(fn, bounds[i], bounds[i + 1])
                for i in range(1, parts)]

@@ -12,6 +12,7 @@ from chainer import initializers
 
 from pspnet import inference
 from pspnet import pretrained as _pretrained
+from pspnet import precision
 from pspnet import prediction
 from pspnet.errors import UserError
 from pspnet.links.conv_2d_bn_activ import Conv2DBNActiv
@@ -39,7 +40,8 @@ class PyramidPoolingModule(chainer.ChainList):
             the window of bin ``b`` is ``(h // b, w // b)``, stride equal.
 
     Call:
-        x: (B, C, h, w) float32. Returns (B, 2 C, h, w) float32.
+        x: (B, C, h, w) float32 (float16 in the half-precision layout,
+        :mod:`pspnet.precision`). Returns (B, 2 C, h, w), the same dtype.
     """
 
     def __init__(self, in_channels, feat_size, bins=PYRAMID_BINS,
@@ -56,7 +58,7 @@ class PyramidPoolingModule(chainer.ChainList):
         ys = [x]
         for branch, ksize in zip(self, self.ksizes):
             y = branch(F.average_pooling_2d(x, ksize, ksize))
-            ys.append(F.resize_images(y, (H, W)))
+            ys.append(precision.resize_images(y, (H, W)))
         return F.concat(ys, axis=1)
 
 
@@ -177,13 +179,21 @@ class PSPNet(chainer.Chain):
         """Class scores before softmax.
 
         Args:
-            x: (B, 3, H, W) float32, mean-subtracted RGB.
+            x: (B, 3, H, W) float32, mean-subtracted RGB (cast to
+                :attr:`compute_dtype`).
 
         Returns:
             chainer.Variable: (B, n_class, H, W) float32 logits.
         """
-        _, res5 = self.extractor(x)
-        return F.resize_images(self.classify(res5), x.shape[2:])
+        _, res5 = self.extractor(precision.cast(x, self.compute_dtype))
+        logits = precision.cast(self.classify(res5), np.float32)
+        return F.resize_images(logits, x.shape[2:])
+
+    @property
+    def compute_dtype(self):
+        """The dtype of the convolutions: float32, or float16 after
+        :func:`pspnet.precision.to_half`."""
+        return self.head_conv2.W.dtype
 
     def predict(self, imgs, progress=None):
         """Segment images.

@@ -44,7 +44,11 @@ def scale(img, label, factor):
     return img, _from_label(label)
 
 
-def random_crop(img, label, crop_size):
+def _generator(rng):
+    return np.random.default_rng() if rng is None else rng
+
+
+def random_crop(img, label, crop_size, rng=None):
     """Cut the same random window out of an image and its label map.
 
     Args:
@@ -52,14 +56,17 @@ def random_crop(img, label, crop_size):
         label (numpy.ndarray): (H, W) int32.
         crop_size (tuple of ints): (height, width) of the window, at most
             (H, W).
+        rng (numpy.random.Generator or None): Where the window's corner
+            is drawn from; None: a fresh unseeded generator.
 
     Returns:
         tuple: (3, height, width) image and (height, width) label map.
     """
+    rng = _generator(rng)
     _, H, W = img.shape
     h, w = crop_size
-    y = np.random.randint(0, H - h + 1)
-    x = np.random.randint(0, W - w + 1)
+    y = int(rng.integers(0, H - h + 1))
+    x = int(rng.integers(0, W - w + 1))
     return img[:, y:y + h, x:x + w], label[y:y + h, x:x + w]
 
 
@@ -98,8 +105,10 @@ class TrainTransform(object):
     side when the scaled image is smaller than that; a random rotation in
     [-``max_angle``, ``max_angle``] degrees (ignored label in the corners);
     a resize up to ``crop_size`` when still smaller; a random horizontal
-    flip; mean subtraction. Randomness comes from ``numpy.random``, so every
-    loader process draws its own.
+    flip; mean subtraction. Every random number comes from the generator
+    passed with the pair (for training, the pair's own stream of
+    :mod:`pspnet.training.randomness`), so the output is a function of the
+    pair and that generator's seed, whichever process computes it.
 
     Args:
         mean (numpy.ndarray): (3, 1, 1) float32 mean subtracted last.
@@ -109,9 +118,10 @@ class TrainTransform(object):
 
     Call:
         ``(img, label)``: (3, H, W) float32 RGB in [0, 255] and (H, W)
-        int32 in [-1, n_class - 1]. Returns (3, height, width) float32
-        mean-subtracted RGB and (height, width) int32 in
-        [-1, n_class - 1].
+        int32 in [-1, n_class - 1]; ``rng`` (optional): a
+        ``numpy.random.Generator`` (None: a fresh unseeded one). Returns
+        (3, height, width) float32 mean-subtracted RGB and (height, width)
+        int32 in [-1, n_class - 1].
     """
 
     def __init__(self, mean, crop_size, scale_range=(0.5, 2.0),
@@ -121,20 +131,21 @@ class TrainTransform(object):
         self.scale_range = tuple(scale_range)
         self.max_angle = float(max_angle)
 
-    def __call__(self, in_data):
+    def __call__(self, in_data, rng=None):
+        rng = _generator(rng)
         img, label = in_data
         img = np.asarray(img, dtype=np.float32)
         label = np.asarray(label, dtype=np.int32)
-        img, label = scale(img, label, np.random.uniform(*self.scale_range))
+        img, label = scale(img, label, rng.uniform(*self.scale_range))
 
         _, H, W = img.shape
         if H < self.crop_size[0] or W < self.crop_size[1]:
             side = min(H, W)
-            img, label = random_crop(img, label, (side, side))
+            img, label = random_crop(img, label, (side, side), rng)
         else:
-            img, label = random_crop(img, label, self.crop_size)
+            img, label = random_crop(img, label, self.crop_size, rng)
 
-        img, label = rotate(img, label, np.random.uniform(
+        img, label = rotate(img, label, rng.uniform(
             -self.max_angle, self.max_angle))
 
         if img.shape[1:] != self.crop_size:
@@ -142,7 +153,7 @@ class TrainTransform(object):
             label = _from_label(transforms.resize(
                 _as_label(label)[None], self.crop_size, 'nearest')[0])
 
-        if np.random.rand() < 0.5:
+        if rng.random() < 0.5:
             img = img[:, :, ::-1]
             label = label[:, ::-1]
 

@@ -100,8 +100,10 @@ class SegmentationValidator(extension.Extension):
         """The figures (see
         :func:`pspnet.evaluations.semantic_segmentation_metrics`); the
         summed confusion matrix is kept in ``self.confusion``."""
-        confusion = evaluations.evaluate_model(
-            self._model, self._dataset, self._indices, self._n_class)
+        # A bad image or label on one process stops all of them together.
+        confusion = mpi.agree(
+            self._comm, evaluations.evaluate_model, self._model,
+            self._dataset, self._indices, self._n_class)
         self.confusion = mpi.sum_over_processes(
             confusion, self._comm)
         return evaluations.semantic_segmentation_metrics(self.confusion)

@@ -1,8 +1,12 @@
 """A whole data-parallel training run, as ``train_multi.py`` starts it.
 
 Every process runs :func:`train`. The flow: pick GPUs or CPUs, start the
-loader fork server, create the communicator; set up (agreeing on errors);
-train; rank 0 saves ``OUT/model_final.npz``.
+loader fork server, create the communicator; set up and check everything
+(agreeing on errors) before anything is written: the output folder
+(:mod:`pspnet.training.output`), the snapshot to resume from (read
+completely), the dataset's label files; then write the configuration,
+train, and rank 0 saves ``OUT/model_final.npz``. A run that fails before
+its first snapshot leaves nothing behind.
 """
 
 import os
@@ -22,23 +26,28 @@ from pspnet.datasets import registry
 from pspnet import device
 from pspnet import models
 from pspnet import mpi
+from pspnet import precision
 from pspnet.errors import UserError
 from pspnet.training import class_weights
 from pspnet.training import extensions
 from pspnet.training import initial_weights
 from pspnet.training import loader
 from pspnet.training import optimizer as optimizer_module
+from pspnet.training import output
+from pspnet.training import randomness
 from pspnet.training import replicas
 from pspnet.training import snapshots
 from pspnet.training.train_chain import TrainChain
+from pspnet.training.updater import CollectiveUpdater
 
 #: Settings a resumed run must share with the run it continues (the
-#: learning rate may change, e.g. lowered after a divergence).
+#: learning rate may change, e.g. lowered after a divergence; the loader
+#: count and the intervals change nothing in the weights).
 RUN_IDENTITY = ('dataset', 'model', 'crop_size', 'batchsize', 'iteration',
-                'seed', 'n_class')
+                'seed', 'n_class', 'n_train', 'dtype')
 
-CONFIG_FILE = 'config.json'
-FINAL_MODEL_FILE = 'model_final.npz'
+CONFIG_FILE = output.CONFIG_FILE
+FINAL_MODEL_FILE = output.FINAL_MODEL_FILE
 VALIDATION_FILE = 'validation.json'
 
 
@@ -73,6 +82,8 @@ def resolve_config(options):
     if weight is not None and weight != class_weights.MEDIAN:
         config['class_weight'] = list(class_weights.check_class_weights(
             weight, '--class-weight', spec.n_class))
+    config.setdefault('dtype', 'float32')
+    precision.check_training_dtype(config['dtype'])
     return config
 
 
@@ -86,15 +97,23 @@ def validation_points(config):
     return sorted(points)
 
 
-def _check_resume_config(config, saved):
+def _check_resume_config(config, saved, where):
     differing = [key for key in RUN_IDENTITY
-                 if key in saved and saved[key] != config[key]]
-    if differing:
+                 if key in saved and key in config
+                 and saved[key] != config[key]]
+    if not differing:
+        return
+    if differing == ['n_train']:
         raise UserError(
-            'the run in {} used {}; resume with the same options, or start a '
-            'new run with another --out'.format(config['out'], ', '.join(
-                '--{} {}'.format(key.replace('_', '-'), saved[key])
-                for key in differing if key != 'n_class')))
+            'the run in {} trained on {} images but --data-dir {} holds {}; '
+            'resume with the dataset of that run'.format(
+                where, saved['n_train'], config['data_dir'],
+                config['n_train']))
+    raise UserError(
+        'the run in {} used {}; resume with the same options, or start a '
+        'new run with another --out'.format(where, ', '.join(
+            '--{} {}'.format(key.replace('_', '-'), saved[key])
+            for key in differing if key not in ('n_class', 'n_train'))))
 
 
 def _load_saved_config(out):
@@ -104,23 +123,38 @@ def _load_saved_config(out):
         return None
     try:
         with open(path) as f:
-            return json.load(f)
-    except ValueError as e:
-        raise UserError('{} is corrupt ({}); delete it to resume without the '
-                        'configuration check'.format(path, e))
+            saved = json.load(f)
+    except (ValueError, OSError) as e:
+        raise UserError('{} is unreadable or corrupt ({}); delete it to '
+                        'resume without the configuration check'.format(
+                            path, e))
+    if not isinstance(saved, dict):
+        raise UserError('{} is not a run configuration; delete it to resume '
+                        'without the configuration check'.format(path))
+    return saved
 
 
 class _Setup(object):
     """What the setup of one process builds."""
 
 
-def _prepare(config, kind, comm):
-    """Process-local setup, which may fail (checked by every process)."""
+def _prepare(config, kind, comm, folder):
+    """Process-local setup and checks, which may fail (checked by every
+    process); only rank 0 touches the output folder (``folder``), and
+    nothing is written but its lock."""
     s = _Setup()
     s.device = device.process_device(kind, comm)
+    s.speed_lines = device.speed_setup(
+        s.device.device.id if kind == 'gpu' else None,
+        config.get('tf32', False))
     out = config['out']
-    os.makedirs(out, exist_ok=True)
+    if folder is not None:
+        folder.check_writable()
     s.resume_path = snapshots.resolve_resume(config['resume'], out)
+    if folder is not None:
+        folder.open(fresh=s.resume_path is None)
+    s.saved_config = None
+    s.run_id = None
     if s.resume_path is not None:
         info = snapshots.check_snapshot(s.resume_path)
         if info['n_processes'] != comm.size:
@@ -129,15 +163,37 @@ def _prepare(config, kind, comm):
                 'running; resume with mpiexec -n {}'.format(
                     s.resume_path, info['n_processes'], comm.size,
                     info['n_processes']))
-        saved = _load_saved_config(os.path.dirname(
-            os.path.abspath(s.resume_path)))
-        if saved is not None:
-            _check_resume_config(config, saved)
+        s.saved_where = out
+        s.saved_config = _load_saved_config(out)
+        if s.saved_config is None:
+            # Continuing another folder's run into a new --out.
+            s.saved_where = os.path.dirname(os.path.abspath(s.resume_path))
+            s.saved_config = _load_saved_config(s.saved_where)
+        saved_id = (s.saved_config or {}).get('run_id')
+        if saved_id and info['run_id'] and saved_id != info['run_id']:
+            raise UserError(
+                'the snapshot {} belongs to another run than the one in {} '
+                '(run ids {} and {}); resume that run with --resume alone, or '
+                'continue the snapshot\'s run with its own folder as --out'
+                .format(s.resume_path, s.saved_where, info['run_id'],
+                        saved_id))
+        s.run_id = saved_id or info['run_id']
+        if s.saved_config is not None:
+            _check_resume_config(config, s.saved_config, s.saved_where)
         s.resume_iteration = info['iteration']
+    if s.run_id is None:
+        s.run_id = snapshots.new_run_id()
 
     spec = registry.lookup(config['dataset'])
     s.train = spec.get(spec.train_split, config['data_dir'])
     s.val = spec.get('val', config['data_dir'])
+    if s.saved_config is not None:
+        _check_resume_config(dict(config, n_train=len(s.train)),
+                             s.saved_config, s.saved_where)
+    # Every process checks its part of the label files' headers.
+    for dataset in (s.train, s.val):
+        loader.check_label_files(
+            dataset, range(comm.rank, len(dataset), comm.size))
     # Label values are checked up front (described datasets, cached), and
     # counted for median-frequency weights; each process does its share.
     s.label_totals = None
@@ -148,8 +204,10 @@ def _prepare(config, kind, comm):
     if hasattr(s.val, 'check_labels'):
         s.val.check_labels(mpi.local_block(len(s.val), comm))
 
-    model = models.model_class(config['model'])(
-        n_class=config['n_class'], input_size=config['crop_size'])
+    # New layers (pyramid pooling, heads) start from the run's seed.
+    with randomness.seeded_numpy(config['seed'], randomness.INITIALIZATION):
+        model = models.model_class(config['model'])(
+            n_class=config['n_class'], input_size=config['crop_size'])
     if s.resume_path is None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always', UserWarning)
@@ -168,8 +226,10 @@ def _prepare(config, kind, comm):
     s.model = model
     # The auxiliary head in the shape of its weights, loaded before the BN
     # links are copied into multi-node ones.
-    s.train_chain = TrainChain(model, aux_channels=s.aux.channels,
-                               aux_ksize=s.aux.ksize)
+    with randomness.seeded_numpy(config['seed'], randomness.INITIALIZATION,
+                                 1):
+        s.train_chain = TrainChain(model, aux_channels=s.aux.channels,
+                                   aux_ksize=s.aux.ksize)
     s.aux.load_into(s.train_chain)
     return s
 
@@ -186,8 +246,10 @@ def _build_trainer(config, s, comm):
             mpi.sum_over_processes(s.label_totals, comm))
     config['class_weights'] = None if weight is None else list(weight)
     s.train_chain.set_class_weight(weight)
-    train_chain = replicas.to_multi_node_batch_normalization(
-        s.train_chain, comm)
+    chain = s.train_chain
+    if config['dtype'] == 'mixed16':
+        precision.to_half(chain)
+    train_chain = replicas.to_multi_node_batch_normalization(chain, comm)
     model = train_chain.model
     train_chain.to_device(s.device)
 
@@ -202,27 +264,31 @@ def _build_trainer(config, s, comm):
     share = loader.process_share(s.train, comm, seed=config['seed'])
     train_iter = loader.training_iterator(
         share, model.mean, (config['crop_size'],) * 2, config['batchsize'],
-        n_loaders)
+        n_loaders, seed=config['seed'], rank=comm.rank)
 
     optimizer = optimizer_module.setup_optimizer(train_chain, comm,
                                                  lr=config['lr'])
-    updater = training.updaters.StandardUpdater(
-        train_iter, optimizer, device=s.device)
+    precision.setup_optimizer(optimizer, config['dtype'])
+    updater = CollectiveUpdater(train_iter, optimizer, comm, config['seed'],
+                                device=s.device)
     trainer = training.Trainer(updater, (n_iter, 'iteration'), out)
 
     trainer.extend(chainer_extensions.PolynomialShift(
         'lr', 0.9, n_iter, optimizer=optimizer), trigger=(1, 'iteration'))
     trainer.extend(extensions.StopOnNonFiniteLoss(comm, snapshot_out=out))
+    if config['dtype'] == 'mixed16':
+        trainer.extend(precision.LossScaleState(optimizer))
     if comm.size > 1:
         trainer.extend(extensions.AverageOverProcesses(comm))
     snapshot_trigger = (config['snapshot_interval'], 'iteration')
-    trainer.extend(snapshots.ProcessIteratorStates(comm, train_iter),
+    trainer.extend(snapshots.ProcessIteratorStates(comm, train_iter,
+                                                   s.run_id),
                    trigger=snapshot_trigger)
-    if is_root:
-        trainer.extend(chainer_extensions.snapshot(
-            filename=snapshots.SNAPSHOT_PATTERN,
-            writer=snapshots.AtomicWriter(),
-            n_retains=config['keep_snapshots']), trigger=snapshot_trigger)
+    trainer.extend(snapshots.CollectiveSnapshot(
+        comm, config['keep_snapshots'],
+        writer=precision.Float32SnapshotWriter(snapshots.AtomicWriter(),
+                                               optimizer)),
+        trigger=snapshot_trigger)
 
     points = validation_points(config)
     validator = extensions.SegmentationValidator(
@@ -242,14 +308,16 @@ def _build_trainer(config, s, comm):
 def _describe(config, s, comm, kind, n_loaders):
     lines = [
         'training {} on {}: {} process(es) on {} ({} communicator), batch '
-        '{} per process ({} in all), crop {}, {} iterations, lr {:g}'.format(
+        '{} per process ({} in all), crop {}, {} iterations, lr {:g}, '
+        '{}'.format(
             config['model'], config['dataset'], comm.size,
             kind.upper(), config['communicator'], config['batchsize'],
             config['batchsize'] * comm.size, config['crop_size'],
-            config['iteration'], config['lr']),
+            config['iteration'], config['lr'], config['dtype']),
         'start: {}; {} loader process(es) per process; output in {}'.format(
             s.initial_weights, n_loaders, config['out']),
     ]
+    lines.extend(s.speed_lines)
     if config.get('class_weights') is not None:
         lines.append('class weights ({}): {}'.format(
             'median frequency' if config['class_weight']
@@ -262,13 +330,19 @@ def _describe(config, s, comm, kind, n_loaders):
 
 
 def _save_config(config, comm, kind, n_loaders, s):
+    """Rank 0 writes (fresh run) or extends (resume) ``OUT/config.json``."""
+    if comm.rank != 0:
+        return
+    atomic.remove_stale_temporaries(config['out'])
     record = dict(config)
     record.update({
         'n_processes': comm.size,
+        'n_train': len(s.train),
         'device_kind': kind,
         'loaderjob': n_loaders,
         'initial_weights': s.initial_weights,
         'chainer_version': chainer.__version__,
+        'run_id': s.run_id,
     })
     record.pop('resume')
     now = time.strftime('%Y-%m-%d %H:%M:%S')
@@ -276,12 +350,69 @@ def _save_config(config, comm, kind, n_loaders, s):
         record['started'] = now
     else:
         # The run's configuration stays; each resume is added to it.
-        record = _load_saved_config(config['out']) or record
+        record = dict(s.saved_config or record)
+        record.setdefault('run_id', s.run_id)
+        record['out'] = config['out']
         record['resumed'] = record.get('resumed', []) + [{
             'from': s.resume_path, 'iteration': s.resume_iteration,
             'lr': config['lr'], 'n_processes': comm.size, 'time': now}]
     path = os.path.join(config['out'], CONFIG_FILE)
-    save_json_atomic(path, record)
+    try:
+        save_json_atomic(path, record)
+    except OSError as e:
+        raise atomic.write_error(path, e)
+
+
+def _save_final(trainer, validator, config, comm):
+    """Rank 0 writes the validation report and ``OUT/model_final.npz``."""
+    if comm.rank != 0:
+        return None
+    out = config['out']
+    if validator.confusion is not None:
+        path = os.path.join(out, VALIDATION_FILE)
+        try:
+            validator.write_report(path, registry.lookup(
+                config['dataset']).label_names)
+        except OSError as e:
+            raise atomic.write_error(path, e)
+    path = os.path.join(out, FINAL_MODEL_FILE)
+    # Uncompressed: trained weights shrink by a few percent only.
+    # Float32 also after mixed16 (the master weights).
+    try:
+        save_npz_atomic(path, precision.float32_arrays(
+            trainer.updater.get_optimizer('main').target.model),
+            compression=False)
+    except OSError as e:
+        raise atomic.write_error(path, e)
+    print('saved the trained model to {}'.format(path), flush=True)
+    return path
+
+
+def _load_snapshot(config, s, trainer):
+    snapshots.load_snapshot(s.resume_path, trainer)
+    if config['dtype'] == 'mixed16':
+        precision.restore_master_weights(
+            trainer.updater.get_optimizer('main'), s.resume_path)
+
+
+def _prepare_build_and_run(config, kind, comm, folder):
+    is_root = comm.rank == 0
+    s = mpi.agree(comm, _prepare, config, kind, comm, folder)
+    if is_root:
+        for message in s.warnings:
+            print('warning: ' + message, file=sys.stderr, flush=True)
+    trainer, validator, n_loaders = _build_trainer(config, s, comm)
+    if s.resume_path is not None:
+        mpi.agree(comm, _load_snapshot, config, s, trainer)
+    # Everything is checked: only now is anything written.
+    mpi.agree(comm, _save_config, config, comm, kind, n_loaders, s)
+    if is_root:
+        print(_describe(config, s, comm, kind, n_loaders), flush=True)
+    optimizer_module.synchronize_start(
+        trainer.updater.get_optimizer('main'), comm)
+    # Errors are reported by the callers (one line for user errors).
+    trainer.run(show_loop_exception_msg=False)
+    return mpi.agree(comm, _save_final, trainer, validator, config, comm)
 
 
 def train(options):
@@ -293,6 +424,8 @@ def train(options):
             ``iteration``, ``communicator``, ``crop_size``, ``device``,
             ``pretrained_model``, ``resume``, ``snapshot_interval``,
             ``val_interval``, ``log_interval``, ``keep_snapshots``,
+            ``loaderjob``, ``seed``, ``progress``, ``dtype`` (``'float32'``
+            or ``'mixed16'``, :mod:`pspnet.precision`).
             ``loaderjob``, ``seed``, ``progress``, ``class_weight``
             (None, ``'median'`` or a sequence of floats).
 
@@ -318,32 +451,15 @@ def train(options):
     is_root = comm.rank == 0
 
     def prepare_build_and_run():
-        s = mpi.agree(comm, _prepare, config, kind, comm)
-        if is_root:
-            for message in s.warnings:
-                print('warning: ' + message, file=sys.stderr, flush=True)
-        trainer, validator, n_loaders = _build_trainer(config, s, comm)
-        if is_root:
-            atomic.remove_stale_temporaries(config['out'])
-            _save_config(config, comm, kind, n_loaders, s)
-            print(_describe(config, s, comm, kind, n_loaders), flush=True)
-        if s.resume_path is not None:
-            mpi.agree(comm, snapshots.load_snapshot, s.resume_path, trainer)
-        optimizer_module.synchronize_start(
-            trainer.updater.get_optimizer('main'), comm)
-        # Errors are reported below (one line for user errors).
-        trainer.run(show_loop_exception_msg=False)
-        if not is_root:
-            return None
-        if validator.confusion is not None:
-            validator.write_report(
-                os.path.join(config['out'], VALIDATION_FILE),
-                registry.lookup(config['dataset']).label_names)
-        path = os.path.join(config['out'], FINAL_MODEL_FILE)
-        # Uncompressed: trained weights shrink by a few percent only.
-        save_npz_atomic(path, trainer.updater.get_optimizer(
-            'main').target.model, compression=False)
-        print('saved the trained model to {}'.format(path), flush=True)
+        folder = output.OutputFolder(config['out']) if is_root else None
+        try:
+            path = _prepare_build_and_run(config, kind, comm, folder)
+        except BaseException:
+            if folder is not None:
+                folder.discard()
+            raise
+        if folder is not None:
+            folder.close()
         return path
 
     return mpi.run_collectively(comm, prepare_build_and_run)

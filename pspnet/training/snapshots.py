@@ -2,8 +2,12 @@
 
 Rank 0 writes ``snapshot_iter_<N>.npz``: the whole trainer (model,
 optimizer state, learning-rate schedule, log) plus the data iterator
-position of every process, atomically (:mod:`pspnet.atomic`), so a crash
-leaves either the old or the new complete file.
+position of every process and the run's id, atomically
+(:mod:`pspnet.atomic`), so a crash leaves either the old or the new
+complete file. Every other random state of a run is a function of the
+seed and the iteration (:mod:`pspnet.training.randomness`), so this is all
+a resumed run needs to continue bit for bit. A failed write (a full disk)
+stops every process with one line.
 """
 
 import os
@@ -16,6 +20,8 @@ from chainer.serializers import npz
 from chainer.training import extension
 from chainer.training.extensions import snapshot_writers
 
+from pspnet import atomic
+from pspnet import mpi
 from pspnet.atomic import save_npz_atomic
 from pspnet.errors import UserError
 
@@ -52,14 +58,18 @@ class ProcessIteratorStates(extension.Extension):
     Args:
         comm (chainermn.CommunicatorBase): Communicator of the processes.
         iterator (chainer.dataset.Iterator): This process's iterator.
+        run_id (str or None): The run's id (:data:`RUN_ID_DIGITS` hex
+            digits), stored so that a snapshot is known to belong to the
+            run of its folder.
     """
 
     priority = extension.PRIORITY_WRITER
 
-    def __init__(self, comm, iterator):
+    def __init__(self, comm, iterator, run_id=None):
         self._comm = comm
         self._iterator = iterator
         self._gathered = None
+        self._run_id = run_id
 
     def __call__(self, trainer):
         state = npz.serialize(self._iterator)
@@ -71,6 +81,8 @@ class ProcessIteratorStates(extension.Extension):
     def serialize(self, serializer):
         if isinstance(serializer, chainer.serializer.Serializer):
             serializer('n_processes', self._comm.size)
+            if self._run_id is not None:
+                serializer('run_id', np.int64(int(self._run_id, 16)))
             for rank, state in enumerate(self._gathered or []):
                 child = serializer['rank{}'.format(rank)]
                 for key, value in state.items():
@@ -84,6 +96,64 @@ class ProcessIteratorStates(extension.Extension):
                     n_processes, self._comm.size, n_processes))
         self._iterator.serialize(
             serializer['rank{}'.format(self._comm.rank)])
+
+
+class CollectiveSnapshot(extension.Extension):
+    """Rank 0 writes the trainer snapshot; every process learns whether it
+    was written, so a failed write (a full disk, a folder made read-only)
+    stops all of them with one line (:func:`pspnet.mpi.agree`) and leaves
+    no temporary file.
+
+    Extend the trainer of every process with it, with the snapshot's
+    trigger, after :class:`ProcessIteratorStates`.
+
+    Args:
+        comm (chainermn.CommunicatorBase): Communicator of the processes.
+        n_retains (int): Snapshots kept (older ones are removed).
+        writer: Chainer snapshot writer (default :class:`AtomicWriter`).
+    """
+
+    #: Chainer's snapshot priority: after every other extension (the log
+    #: of the iteration is in the snapshot).
+    priority = -100
+
+    def __init__(self, comm, n_retains, writer=None):
+        from chainer.training.extensions import snapshot
+        self._comm = comm
+        self._snapshot = snapshot(
+            filename=SNAPSHOT_PATTERN,
+            writer=AtomicWriter() if writer is None else writer,
+            n_retains=n_retains)
+
+    def initialize(self, trainer):
+        if self._comm.rank == 0:
+            self._snapshot.initialize(trainer)
+
+    def _write(self, trainer):
+        if self._comm.rank != 0:
+            return
+        try:
+            self._snapshot(trainer)
+        except OSError as e:
+            raise atomic.write_error(os.path.join(
+                trainer.out, SNAPSHOT_PATTERN.format(trainer)), e)
+
+    def __call__(self, trainer):
+        mpi.agree(self._comm, self._write, trainer)
+
+    def finalize(self):
+        self._snapshot.finalize()
+
+
+#: Hex digits of a run id (it fits an int64 in a snapshot).
+RUN_ID_DIGITS = 15
+
+
+def new_run_id():
+    """A random run id: :data:`RUN_ID_DIGITS` hex digits."""
+    import secrets
+    return '{:0{}x}'.format(secrets.randbits(4 * RUN_ID_DIGITS),
+                            RUN_ID_DIGITS)
 
 
 def snapshot_iteration(path):
@@ -130,28 +200,64 @@ def resolve_resume(resume, out):
     return resume
 
 
-def check_snapshot(path):
-    """Check that ``path`` is a readable trainer snapshot.
+#: First keys of the arrays of model weights (PSPNet or extractor npz).
+_WEIGHT_KEYS = ('extractor/', 'ppm/', 'head_conv1/', 'head_conv2/',
+                'conv1_1/', 'res2/', 'res3/', 'res4/', 'res5/')
+
+
+def check_snapshot(path, complete=True):
+    """Check that ``path`` is a readable trainer snapshot of this script.
+
+    Args:
+        path (str): The file.
+        complete (bool): Also read every array and check its CRC-32, so
+            that damage anywhere in the file is found before a resume
+            starts (a few seconds for a ResNet101 snapshot).
 
     Returns:
-        dict: ``iteration`` (int) and ``n_processes`` (int).
+        dict: ``iteration`` (int), ``n_processes`` (int) and ``run_id``
+        (str, or None for snapshots without one).
 
     Raises:
-        UserError: Corrupt file, or not a trainer snapshot of this script.
+        UserError: A truncated or corrupt file, model weights (with how to
+        fine-tune from them), or another npz.
     """
-    key = 'extensions/ProcessIteratorStates/n_processes'
+    prefix = 'extensions/ProcessIteratorStates/'
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if key not in f.files or 'updater/iteration' not in f.files:
+        with zipfile.ZipFile(path) as archive:
+            names = [n[:-len('.npy')] if n.endswith('.npy') else n
+                     for n in archive.namelist()]
+            if (prefix + 'n_processes' not in names
+                    or 'updater/iteration' not in names):
+                if any(n.startswith(_WEIGHT_KEYS) for n in names):
+                    raise UserError(
+                        '{} holds model weights, not a training snapshot; '
+                        'to fine-tune from them start a new run with '
+                        '--pretrained-model {}'.format(path, path))
                 raise UserError(
                     '{} is not a trainer snapshot of train_multi.py; pass a '
                     'snapshot_iter_*.npz from a run\'s output folder'.format(
                         path))
+            if complete:
+                bad = archive.testzip()
+                if bad is not None:
+                    raise zipfile.BadZipFile(
+                        'member {} fails its CRC check'.format(bad))
+        with np.load(path, allow_pickle=False) as f:
+            run_id = (int(f[prefix + 'run_id'])
+                      if prefix + 'run_id' in f.files else None)
             return {'iteration': int(f['updater/iteration']),
-                    'n_processes': int(f[key])}
-    except (zipfile.BadZipFile, EOFError, ValueError, OSError) as e:
+                    'n_processes': int(f[prefix + 'n_processes']),
+                    'run_id': None if run_id is None else '{:0{}x}'.format(
+                        run_id, RUN_ID_DIGITS)}
+    except UserError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError,
+            OSError, KeyError, RuntimeError) as e:
         raise UserError('{} is truncated or corrupt ({}); resume from an '
-                        'older snapshot_iter_*.npz'.format(path, e))
+                        'older snapshot_iter_*.npz'.format(
+                            path, str(e).splitlines()[0] if str(e)
+                            else type(e).__name__))
 
 
 def load_snapshot(path, trainer):
@@ -162,6 +268,9 @@ def load_snapshot(path, trainer):
     """
     try:
         chainer.serializers.load_npz(path, trainer)
+    except (zipfile.BadZipFile, EOFError, OSError) as e:
+        raise UserError('{} is truncated or corrupt ({}); resume from an '
+                        'older snapshot_iter_*.npz'.format(path, e))
     except KeyError as e:
         raise UserError('{} lacks {} that this run needs: it comes from '
                         'another configuration; resume with the options of '

@@ -3,9 +3,11 @@
 import chainer
 import chainer.functions as F
 import chainer.links as L
+import numpy as np
 from chainer import initializers
 import numpy as np
 
+from pspnet import precision
 from pspnet.links import Conv2DBNActiv
 from pspnet.training.augmentation import IGNORE_LABEL
 
@@ -97,19 +99,23 @@ class TrainChain(chainer.Chain):
                 self.aux_conv1, self.aux_conv2]
 
     def logits(self, imgs):
-        """Main and auxiliary logits, (B, n_class, H, W) float32 each."""
+        """Main and auxiliary logits, (B, n_class, H, W) float32 each
+        (also in the half-precision layout of :mod:`pspnet.precision`,
+        whose float16 logits are cast before upsampling)."""
         model = self.model
-        res4, res5 = model.extractor(imgs)
+        res4, res5 = model.extractor(precision.cast(imgs,
+                                                    model.compute_dtype))
         main = model.classify(res5, self.dropout_ratio)
         aux = self.aux_conv2(F.dropout(self.aux_conv1(res4),
                                        self.dropout_ratio))
         size = imgs.shape[2:]
-        return F.resize_images(main, size), F.resize_images(aux, size)
+        return (F.resize_images(precision.cast(main, np.float32), size),
+                F.resize_images(precision.cast(aux, np.float32), size))
 
     def forward(self, imgs, labels):
         main, aux = self.logits(imgs)
         weight = (None if self.class_weight is None
-                  else self.xp.asarray(self.class_weight))
+                  else self.xp.asarray(self.class_weight, dtype=main.dtype))
         main_loss = F.softmax_cross_entropy(
             main, labels, ignore_label=IGNORE_LABEL, class_weight=weight)
         aux_loss = F.softmax_cross_entropy(
