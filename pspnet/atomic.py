@@ -108,24 +108,11 @@ def write_atomic(path, write):
         OSError: The file cannot be written (no folder, no permission, disk
         full); nothing is left behind then.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    remove_stale_temporaries(folder, os.path.basename(path))
-    fd, tmp_path = tempfile.mkstemp(prefix=_temp_prefix(path), dir=folder)
-    try:
-        # mkstemp makes the file private; give it the usual permissions.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
-        with os.fdopen(fd, 'wb') as f:
+    with replaced_file(path) as tmp_path:
+        with open(tmp_path, 'wb') as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-    _fsync_dir(folder)
 
 
 @contextlib.contextmanager
