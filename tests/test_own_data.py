@@ -584,3 +584,73 @@ def test_weighted_loss_is_the_weighted_cross_entropy(seed):
     assert loss == pytest.approx(float(expected), rel=1e-4)
     with pytest.raises(ValueError):
         TrainChain(model, class_weight=weight[:-1])
+
+
+@pytest.mark.parametrize('layout', sorted(LAYOUTS))
+def test_test_split_without_labels_writes_predictions(layout, tmp_path,
+                                                      capsys):
+    # A described test split may have no labels (folders without
+    # "labels", list lines with the image only): predictions, no metrics.
+    path = dataset_factory.make_own_dataset(
+        str(tmp_path / 'data'), layout=layout, splits=('train', 'val',
+                                                      'test'),
+        n_images=2, size=(40, 52), seed=3)
+    root = os.path.dirname(path)
+    with open(path) as f:
+        desc = json.load(f)
+    if layout == 'list':
+        list_path = os.path.join(root, desc['test']['list'])
+        with open(list_path) as f:
+            images = [line.split()[0] for line in f if line.strip()]
+        with open(list_path, 'w') as f:
+            f.write(''.join(img + '\n' for img in images))
+    else:
+        del desc['test']['labels']
+        desc['test'].pop('label_suffix', None)
+    with open(path, 'w') as f:
+        json.dump(desc, f)
+    dataset = registry.lookup(path).get('test', 'auto')
+    assert not dataset.has_labels and len(dataset) == 2
+    assert dataset[0][1] is None
+    assert not dataset.check_labels().any()
+    # train and val still need their labels.
+    assert registry.lookup(path).get('val', 'auto').has_labels
+    n_class = len(desc['classes'])
+    np.random.seed(1)
+    weights = str(tmp_path / 'w.npz')
+    chainer.serializers.save_npz(weights, PSPNetResNet50(n_class,
+                                                         input_size=CROP))
+    out = tmp_path / 'pred'
+    eval_semantic_segmentation.main([
+        '--dataset', path, '--model', 'pspnet_resnet50', '--split', 'test',
+        '--pretrained-model', weights, '--input-size', str(CROP),
+        '--save-predictions', str(out)])
+    printed = capsys.readouterr().out
+    assert 'no metrics' in printed and 'mean IoU' not in printed
+    written = sorted(str(p.relative_to(out)) for p in out.rglob('*.png'))
+    assert len(written) == 2
+    for name in written:
+        label = np.asarray(Image.open(str(out / name)))
+        assert label.shape == (40, 52)
+        assert label.max() < n_class
+
+
+def test_mixed_list_of_a_test_split_is_one_line(tmp_path):
+    path = dataset_factory.make_own_dataset(
+        str(tmp_path / 'data'), layout='list', splits=('train', 'test'),
+        n_images=2, size=(32, 32))
+    list_path = os.path.join(os.path.dirname(path), 'lists', 'test.txt')
+    with open(list_path) as f:
+        lines = f.read().splitlines()
+    with open(list_path, 'w') as f:
+        f.write(lines[0] + '\n' + lines[1].split()[0] + '\n')
+    with pytest.raises(UserError, match='line 2 has 1 field.*line 1 had 2'):
+        registry.lookup(path).get('test', 'auto')
+    # Outside the test split, an image without label stays an error.
+    list_path = os.path.join(os.path.dirname(path), 'lists', 'train.txt')
+    with open(list_path) as f:
+        first = f.read().splitlines()[0].split()[0]
+    with open(list_path, 'w') as f:
+        f.write(first + '\n')
+    with pytest.raises(UserError, match='not "IMAGE LABEL"'):
+        registry.lookup(path).get('train', 'auto')

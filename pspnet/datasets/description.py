@@ -16,8 +16,8 @@ file's folder)::
       "train": {"images": "img/train", "labels": "ann/train",
                 "label_suffix": "_mask"},
       "val": {"list": "val.txt"},
-      "test": {...}                                  # optional
-    }
+      "test": {"images": "img/test"}                 # optional; labels
+    }                                                # optional there
 
 A folder split pairs ``images/REL/STEM.EXT`` with
 ``labels/REL/STEM{label_suffix}{label_extension}`` (subfolders included);
@@ -175,7 +175,10 @@ def _lookup_table(check, desc, n_class, ignore):
 
 def _folder_pairs(check, split, spec, root):
     images = os.path.join(root, check.string(spec, 'images', split))
-    labels = os.path.join(root, check.string(spec, 'labels', split))
+    if 'labels' not in spec:
+        labels = None
+    else:
+        labels = os.path.join(root, check.string(spec, 'labels', split))
     suffix = spec.get('label_suffix', '')
     if not isinstance(suffix, str):
         check.fail('"label_suffix" of {} must be a string'.format(split))
@@ -193,7 +196,7 @@ def _folder_pairs(check, split, spec, root):
     if not label_ext.startswith('.'):
         label_ext = '.' + label_ext
     for what, folder in (('images', images), ('labels', labels)):
-        if not os.path.isdir(folder):
+        if folder is not None and not os.path.isdir(folder):
             check.fail('{} folder {} of split {} does not exist'.format(
                 what, folder, split), 'create it or correct the path')
 
@@ -217,6 +220,13 @@ def _folder_pairs(check, split, spec, root):
 
     img_files = walk(images, lambda stem, ext: stem if ext in exts
                      else None)
+    if labels is None:
+        if not img_files:
+            check.fail('no {} images in {} (split {})'.format(
+                '/'.join(exts), images, split), 'add images or set '
+                '"image_extensions"')
+        keys = sorted(img_files)
+        return [img_files[k] for k in keys], [None] * len(keys)
     label_files = walk(labels, lambda stem, ext: stem[:len(stem)
                        - len(suffix)] if ext == label_ext.lower()
                        and stem.endswith(suffix) and len(stem) > len(suffix)
@@ -259,12 +269,20 @@ def _list_pairs(check, split, spec, root):
             if not fields:
                 continue
             where = '{} line {}'.format(list_path, number)
-            if len(fields) != 2:
+            # A test split may list images only (no labels).
+            if len(fields) != 2 and not (split == 'test'
+                                         and len(fields) == 1):
                 check.fail('{} has {} field(s), not "IMAGE LABEL"'.format(
                     where, len(fields)), 'write one image and its label '
                     'per line, separated by a space')
             img, label = (os.path.normpath(os.path.join(base_dir, p))
-                          for p in fields)
+                          if p is not None else None
+                          for p in (fields + [None])[:2])
+            if label_paths and (label is None) != (label_paths[0] is None):
+                check.fail('{} has {} field(s), but line {} had {}'.format(
+                    where, len(fields), min(seen.values()),
+                    1 if label_paths[0] is None else 2),
+                    'give every image of the split a label, or none')
             if img in seen:
                 check.fail('{} lists image {} again (first on line {})'
                            .format(where, fields[0], seen[img]))
@@ -273,7 +291,7 @@ def _list_pairs(check, split, spec, root):
                 check.fail('{}: image {} does not exist'.format(where, img),
                            'correct the list (paths are relative to {})'
                            .format(base_dir))
-            if not os.path.isfile(label):
+            if label is not None and not os.path.isfile(label):
                 check.fail('{}: image {} has no label {}'.format(
                     where, fields[0], label), 'correct the list (paths are '
                     'relative to {})'.format(base_dir))
@@ -338,7 +356,9 @@ class _Description(object):
                 check.keys(spec, _LIST_KEYS, 'split ' + split)
             else:
                 check.keys(spec, _FOLDER_KEYS, 'split ' + split)
-                for key in ('images', 'labels'):
+                # A test split may come without labels: predictions only.
+                for key in (('images',) if split == 'test'
+                            else ('images', 'labels')):
                     if key not in spec:
                         check.fail('split {} has no {!r} folder'.format(
                             split, key), 'give "images" and "labels" '
@@ -381,6 +401,8 @@ class DescribedDataset(base.SegmentationDataset):
         self._desc = description
         self.split = split
         self.img_paths, self.label_paths = description.pairs(split, data_dir)
+        # Only a test split can come without labels (predictions only).
+        self.has_labels = all(p is not None for p in self.label_paths)
         self.n_class = len(description.label_names)
         self.label_values = description.label_values
         self.fix = 'correct the label map or the dataset file {}'.format(
@@ -441,10 +463,12 @@ class DescribedDataset(base.SegmentationDataset):
         """
         if indices is None:
             indices = range(len(self))
+        totals = np.zeros((2, self.n_class), dtype=np.int64)
+        if not self.has_labels:
+            return totals
         cache_path = _cache_path(self._desc.signature)
         cache = _read_cache(cache_path)
         new = {}
-        totals = np.zeros((2, self.n_class), dtype=np.int64)
         for i in indices:
             key = os.path.abspath(self.label_paths[i])
             stamp = [_stamp(self.label_paths[i]), _stamp(self.img_paths[i])]
