@@ -214,7 +214,7 @@ def test_winograd_is_used_for_wide_dilated_and_head_convolutions(
     original = winograd.conv3x3
     monkeypatch.setattr(winograd, 'conv3x3',
                         lambda x, f, *args: seen.append(
-                            (f.shape[0], args[3])) or original(x, f, *args))
+                            (f.shape[1], args[3])) or original(x, f, *args))
     fast_forward(model, np.zeros((1, 3, SIZE, SIZE), np.float32))
     # conv1_2 and conv1_3, res2's 3 units, res3's last 3 (the first has
     # stride 2), res4's 6 (dilation 2), res5's 3 (dilation 4), the head's

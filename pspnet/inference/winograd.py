@@ -123,19 +123,22 @@ def filter_layout(W, scale, out=None):
             least ``W.size`` values to write to, or None for a new array.
 
     Returns:
-        numpy.ndarray: (C_in, C_out, 9) float32, C-contiguous.
+        numpy.ndarray: (C_out, C_in, 9) float32, C-contiguous: the
+        weights' own order, so that the transformed filters come out as
+        (a^2, C_out, C_in) and each GEMM of the element-wise stage reads
+        a contiguous left operand.
     """
     out_channels, in_channels = W.shape[:2]
-    shape = (in_channels, out_channels, 9)
+    shape = (out_channels, in_channels, 9)
     out = np.empty(shape, dtype=np.float32) if out is None else \
         out[:W.size].reshape(shape)
-    W = W.reshape(out_channels, in_channels, 9)
+    W = W.reshape(shape)
 
     def fold(start, stop):
-        np.multiply(W[:, start:stop].transpose(1, 0, 2), scale[:, None],
+        np.multiply(W[start:stop], scale[start:stop, None, None],
                     out=out[start:stop])
 
-    parallel_ranges(fold, in_channels)
+    parallel_ranges(fold, out_channels)
     return out
 
 
@@ -159,7 +162,7 @@ def conv3x3(x, filters, bias, out, m, dilate, pool=None):
     Args:
         x (numpy.ndarray): (C_in + 1, B, H, W) or (C_in, B, H, W) float32
             feature map (a last ones channel is ignored).
-        filters (numpy.ndarray): (C_in, C_out, 9) float32 from
+        filters (numpy.ndarray): (C_out, C_in, 9) float32 from
             :func:`filter_layout`.
         bias (numpy.ndarray): (C_out,) float32.
         out (numpy.ndarray): (C_out, B, H, W) float32, written.
@@ -168,7 +171,7 @@ def conv3x3(x, filters, bias, out, m, dilate, pool=None):
         pool (pspnet.inference.buffers.BufferPool or None): Where work
             buffers come from and go back to; None allocates them.
     """
-    in_channels, out_channels = filters.shape[:2]
+    out_channels, in_channels = filters.shape[:2]
     _, batch, height, width = x.shape
     if out.shape != (out_channels, batch, height, width):
         raise ValueError('conv3x3: output of shape {}, not {}'.format(
@@ -192,7 +195,8 @@ def conv3x3(x, filters, bias, out, m, dilate, pool=None):
     for b in range(batch):
         for r0 in range(0, rows, row_chunk):
             r1 = min(rows, r0 + row_chunk)
-            # Tiles ordered (tile row, i, tile column, j).
+            # Tiles ordered (tile row, i, j, tile column): the gathers'
+            # and scatters' innermost loops run along tile columns.
             n_tiles = (r1 - r0) * d * cols * d
             products = take((a * a, out_channels, n_tiles))
             for k in range(n_blocks):
@@ -200,8 +204,9 @@ def conv3x3(x, filters, bias, out, m, dilate, pool=None):
                 if cached is not None and n_blocks == 1:
                     transformed = cached
                 else:
-                    transformed = take((a * a, c1 - c0, out_channels))
-                    _transform(k_filter, filters[c0:c1].reshape(-1, 9).T,
+                    transformed = take((a * a, out_channels, c1 - c0))
+                    _transform(k_filter, _filter_block(filters, c0, c1,
+                                                       take, give),
                                transformed.reshape(a * a, -1))
                     if n_blocks == 1:
                         cached = transformed
@@ -211,7 +216,7 @@ def conv3x3(x, filters, bias, out, m, dilate, pool=None):
                 _transform(k_in, tiles.reshape(a * a, -1),
                            spectra.reshape(a * a, -1))
                 give(tiles)
-                stage = [(transformed[t].T, spectra[t], products[t],
+                stage = [(transformed[t], spectra[t], products[t],
                           0.0 if k == 0 else 1.0) for t in range(a * a)]
                 if GEMMS_PER_THREAD:
                     blas.gemm_many(stage)
@@ -227,6 +232,24 @@ def conv3x3(x, filters, bias, out, m, dilate, pool=None):
     give(cached)
 
 
+def _filter_block(filters, c0, c1, take, give):
+    """(9, C_out * (c1 - c0)) view of input channels [c0, c1) of
+    ``filters``, copied to a contiguous block when they are not all."""
+    out_channels, in_channels = filters.shape[:2]
+    if c1 - c0 == in_channels:
+        return filters.reshape(-1, 9).T
+    block = take((out_channels, c1 - c0, 9))
+
+    def copy(start, stop):
+        block[start:stop] = filters[start:stop, c0:c1]
+
+    parallel_ranges(copy, out_channels)
+    # Given back at once: the transform that reads it runs before the
+    # pool hands it out again.
+    give(block)
+    return block.reshape(-1, 9).T
+
+
 def _input_tiles(x, b, c0, c1, r0, r1, m, d, cols, pad_h, pad_w, take,
                  give):
     """(a^2, C, tiles) gathered input tiles of channels [c0, c1) and tile
@@ -240,10 +263,11 @@ def _input_tiles(x, b, c0, c1, r0, r1, m, d, cols, pad_h, pad_w, take,
     # Input row iy sits at padded row iy + d; the chunk starts at y0.
     src0, src1 = max(0, y0 - d), min(height, y1 - d)
     dst0, dst1 = src0 + d - y0, src1 + d - y0
-    tiles = take((a, a, channels, r1 - r0, d, cols, d))
+    tiles = take((a, a, channels, r1 - r0, d, d, cols))
     sc, sy, _ = padded.strides
-    view = as_strided(padded, shape=(channels, r1 - r0, d, a, cols, d, a),
-                      strides=(sc, m * d * sy, sy, d * sy, m * d * 4, 4,
+    # (channel, tile row, i, j, tile column, u, v).
+    view = as_strided(padded, shape=(channels, r1 - r0, d, d, cols, a, a),
+                      strides=(sc, m * d * sy, sy, 4, m * d * 4, d * sy,
                                d * 4))
 
     def gather(start, stop):
@@ -257,7 +281,7 @@ def _input_tiles(x, b, c0, c1, r0, r1, m, d, cols, pad_h, pad_w, take,
                                                 src0:src1]
         for u in range(a):
             for v in range(a):
-                tiles[u, v, start:stop] = view[start:stop, :, :, u, :, :, v]
+                tiles[u, v, start:stop] = view[start:stop, ..., u, v]
 
     parallel_ranges(gather, channels)
     give(padded)
@@ -270,7 +294,7 @@ def _output_tiles(products, k_out, bias, out, b, r0, r1, m, d, cols, take,
     bias added, to ``out[:, b]``."""
     out_channels = products.shape[1]
     _, _, height, width = out.shape
-    tiles = take((m, m, out_channels, r1 - r0, d, cols, d))
+    tiles = take((m, m, out_channels, r1 - r0, d, d, cols))
     _transform(k_out, products.reshape(products.shape[0], -1),
                tiles.reshape(m * m, -1))
     # Output row (r * m + u) * d + i of sub-grid i's tile row r.
@@ -282,7 +306,8 @@ def _output_tiles(products, k_out, bias, out, b, r0, r1, m, d, cols, take,
     def scatter(start, stop):
         for u in range(m):
             for v in range(m):
-                grid[start:stop, :, u, :, :, v] = tiles[u, v, start:stop]
+                grid[start:stop, :, u, :, :, v].transpose(
+                    0, 1, 2, 4, 3)[...] = tiles[u, v, start:stop]
         np.add(full[start:stop, :y1 - y0, :width],
                bias[start:stop, None, None], out=out[start:stop, b, y0:y1])
 
