@@ -71,7 +71,6 @@ def main():
         for tile in (None, 2, 4):
             network.WINOGRAD_TILE = tile
             network.WINOGRAD_MIN_CHANNELS = 0
-            network.WINOGRAD_MIN_OUT_CHANNELS = 0
             forward = network._Forward()
             out = forward.conv(conv, bn, None, fm)
             best = float('inf')

@@ -195,7 +195,6 @@ def test_forward_by_winograd_everywhere_matches_plain(model, tile,
     """Every stride-1 3x3 convolution (the stem's and res2's and res3's
     too) by Winograd, against plain Chainer."""
     monkeypatch.setattr(network, 'WINOGRAD_MIN_CHANNELS', 1)
-    monkeypatch.setattr(network, 'WINOGRAD_MIN_OUT_CHANNELS', 1)
     monkeypatch.setattr(network, 'WINOGRAD_TILE', tile)
     calls = []
     original = winograd.conv3x3
@@ -217,10 +216,10 @@ def test_winograd_is_used_for_wide_dilated_and_head_convolutions(
                         lambda x, f, *args: seen.append(
                             (f.shape[1], args[3])) or original(x, f, *args))
     fast_forward(model, np.zeros((1, 3, SIZE, SIZE), np.float32))
-    # conv1_3 (not conv1_2 nor res2's units: 64 outputs), res3's last 3
-    # (the first has stride 2), res4's 6 (dilation 2), res5's 3 (dilation
-    # 4), the head's 4096 -> 512.
-    assert seen == [(64, 1)] + [(128, 1)] * 3 + [(256, 2)] * 6 + \
+    # Not the stem's nor res2's (64 input channels): res3's last 3 (the
+    # first has stride 2), res4's 6 (dilation 2), res5's 3 (dilation 4),
+    # the head's 4096 -> 512.
+    assert seen == [(128, 1)] * 3 + [(256, 2)] * 6 + \
         [(512, 4)] * 3 + [(4096, 1)]
 
 

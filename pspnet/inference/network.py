@@ -17,19 +17,20 @@ from pspnet.inference import folding
 from pspnet.inference import kernels
 from pspnet.inference import winograd
 
-#: Smallest input and output channel counts for which a stride-1 3x3
-#: convolution runs by Winograd's algorithm
-#: (:mod:`pspnet.inference.winograd`), and its output tile size (2 or 4).
-#: Measured per layer with ``benchmarks/bench_winograd.py`` on an idle
-#: Zen 5 machine (2 cores, 461 GFLOP/s GEMM): F(4x4) is the fastest for
-#: PSPNet's stride-1 3x3 convolutions with 128 outputs or more (conv1_3,
-#: res3 to res5, the head) at 473 and 713. The 64 -> 64 ones (conv1_2,
-#: res2) are level or slower by it (conv1_2 at 473: 0.0275 s direct,
-#: 0.0281 s F(4x4); res2: 0.0040 s and 0.0046 s): their 36 GEMMs per tile
-#: are only 64 x 64, and the transforms, memory-bound and proportional to
-#: the channels, cost as much as the multiplications they save.
-WINOGRAD_MIN_CHANNELS = 64
-WINOGRAD_MIN_OUT_CHANNELS = 128
+#: Smallest input channel count for which a stride-1 3x3 convolution runs
+#: by Winograd's algorithm (:mod:`pspnet.inference.winograd`), and its
+#: output tile size (2 or 4). Measured per layer with
+#: ``benchmarks/bench_winograd.py`` on an idle 2-core Zen 5 machine (461
+#: GFLOP/s GEMM): F(4x4) is the fastest for PSPNet's stride-1 3x3
+#: convolutions with 128 input channels or more (res3 to res5, the head)
+#: at 473 and 713. The 64-channel ones of the stem and res2 are level or
+#: slower by it (at 473, direct against F(4x4): conv1_2 0.027 s and
+#: 0.028 s, conv1_3 0.040 s and 0.045 s, res2 0.0073 s and 0.0070 s): their
+#: GEMMs have K = 64, and the transforms, memory-bound and proportional to
+#: the channels, cost as much as the multiplications they save. (On a
+#: loaded machine F(4x4) wins there too: the direct methods' multithreaded
+#: GEMMs suffer more from cores taken by other work.)
+WINOGRAD_MIN_CHANNELS = 128
 WINOGRAD_TILE = 4
 
 
@@ -37,8 +38,7 @@ def winograd_tile(in_channels, out_channels, ksize, stride, pad, dilate):
     """The Winograd output tile size for a convolution, or None for the
     direct methods."""
     if ksize == 3 and stride == 1 and pad == dilate and \
-            in_channels >= WINOGRAD_MIN_CHANNELS and \
-            out_channels >= WINOGRAD_MIN_OUT_CHANNELS and WINOGRAD_TILE:
+            in_channels >= WINOGRAD_MIN_CHANNELS and WINOGRAD_TILE:
         return WINOGRAD_TILE
     return None
 
