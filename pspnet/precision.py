@@ -84,18 +84,6 @@ def enable_cpu_float16_gemm():
             module.numpy = _Float32GemmNumpy()
 
 
-def _float32_statistics(impl_class):
-    class Float32Statistics(impl_class):
-        def get_mean_and_var(self, axis, gamma, x, xp, interm_dtype):
-            if x.dtype != gamma.dtype:
-                x = x.astype(gamma.dtype)
-            return super(Float32Statistics, self).get_mean_and_var(
-                axis, gamma, x, xp, interm_dtype)
-    Float32Statistics.__name__ = impl_class.__name__ + 'Float32Statistics'
-    Float32Statistics.float32_statistics = True
-    return Float32Statistics
-
-
 def enable_multi_node_bn_float16():
     """Make ChainerMN's multi-node batch normalization correct for float16
     inputs.
@@ -103,16 +91,14 @@ def enable_multi_node_bn_float16():
     ChainerMN 7.8.1 squares the input in its own dtype before averaging
     (``xp.square(x).mean(dtype=gamma.dtype)``); in float16 every activation
     above 256 squares to infinity, and the loss of a mixed16 run is NaN from
-    the first step. After this call both of its implementations (MPI and
-    NCCL) cast a float16 input to the float32 of ``gamma`` first, as
-    Chainer's own batch normalization computes its statistics. Float32
-    inputs are not affected. Idempotent; called by :func:`to_half`.
+    the first step. The statistics of
+    :func:`pspnet.training.replicas.enable_stable_multi_node_statistics`
+    cast a float16 input to the float32 of ``gamma`` first, as Chainer's own
+    batch normalization does. Float32 inputs are not affected by the cast.
+    Idempotent; called by :func:`to_half`.
     """
-    from chainermn.functions import batch_normalization as mnbn
-    for name in ('_MpiImpl', '_NcclImpl'):
-        impl = getattr(mnbn, name)
-        if not getattr(impl, 'float32_statistics', False):
-            setattr(mnbn, name, _float32_statistics(impl))
+    from pspnet.training import replicas
+    replicas.enable_stable_multi_node_statistics()
 
 
 def to_half(link):

@@ -842,3 +842,35 @@ def test_one_process_errors_are_one_line():
     assert mpi._error_line(2, KeyboardInterrupt()) == \
         'process 2: interrupted'
     assert mpi._error_line(0, IndexError('x')) is None
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_multi_node_batch_normalization_has_no_cancellation(seed):
+    # Activations large next to their spread (a pyramid bin of one pixel at
+    # batch 2, early from scratch): ChainerMN's E[x^2] - E[x]^2 is rounding
+    # noise there, often negative, and its output NaN; the replicas' batch
+    # normalization must match the float64 two-pass statistics.
+    import chainermn
+    rng = np.random.RandomState(seed)
+    comm = chainermn.create_communicator('naive')
+    n_channel = int(rng.randint(8, 65))
+    shape = (2, n_channel) + tuple(rng.randint(1, 4, size=2))
+    base = rng.uniform(100, 5000, size=(1, n_channel, 1, 1))
+    spread = 10.0 ** rng.uniform(-1, 0.5)
+    x = (base + spread * rng.randn(*shape)).astype(np.float32)
+    model = chainer.Sequential(L.BatchNormalization(n_channel, eps=1e-5))
+    model = replicas.to_multi_node_batch_normalization(model, comm)
+    with chainer.using_config('train', True):
+        y = model(x).array
+    assert np.isfinite(y).all()
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=(0, 2, 3), keepdims=True)
+    var = ((x64 - mean) ** 2).mean(axis=(0, 2, 3), keepdims=True)
+    expected = (x64 - mean) / np.sqrt(var + 1e-5)
+    np.testing.assert_allclose(y, expected, atol=2e-2, rtol=2e-2)
+    # Ordinary activations: the same as Chainer's own batch normalization.
+    x = rng.randn(*shape).astype(np.float32) * 3 + 1
+    plain = L.BatchNormalization(n_channel, eps=1e-5)
+    with chainer.using_config('train', True):
+        np.testing.assert_allclose(model(x).array, plain(x).array,
+                                   rtol=1e-4, atol=1e-5)

@@ -7,16 +7,57 @@ import chainer
 import numpy as np
 
 
+def _stable_statistics(impl_class):
+    class StableStatistics(impl_class):
+        def get_mean_and_var(self, axis, gamma, x, xp, interm_dtype):
+            if x.dtype != gamma.dtype:
+                x = x.astype(gamma.dtype)
+            statistics = super(StableStatistics, self).get_mean_and_var
+            mean, _ = statistics(axis, gamma, x, xp, interm_dtype)
+            shape = [1 if i in axis else n for i, n in enumerate(x.shape)]
+            shift, var = statistics(axis, gamma, x - mean.reshape(shape), xp,
+                                    interm_dtype)
+            return mean + shift, var
+    StableStatistics.__name__ = impl_class.__name__ + 'StableStatistics'
+    StableStatistics.stable_statistics = True
+    return StableStatistics
+
+
+def enable_stable_multi_node_statistics():
+    """Make ChainerMN's multi-node batch normalization compute the variance
+    without cancellation.
+
+    ChainerMN 7.8.1 averages ``x`` and ``x ** 2`` over all processes in one
+    reduction and takes ``E[x ** 2] - E[x] ** 2``: in float32, for
+    activations that are large next to their spread (e.g. a pyramid bin of
+    one pixel at batch 2, early in training from scratch), that difference
+    is rounding noise, often negative, and the normalization is NaN
+    (``invalid value encountered in sqrt``). After this call both of its
+    implementations (MPI and NCCL) average the mean first, then the
+    statistics of ``x`` minus that mean (two reductions of 2 x channels
+    values instead of one), and cast a float16 input to the float32 of
+    ``gamma`` first, as Chainer's own batch normalization computes its
+    statistics. Idempotent.
+    """
+    from chainermn.functions import batch_normalization as mnbn
+    for name in ('_MpiImpl', '_NcclImpl'):
+        impl = getattr(mnbn, name)
+        if not getattr(impl, 'stable_statistics', False):
+            setattr(mnbn, name, _stable_statistics(impl))
+
+
 def to_multi_node_batch_normalization(link, comm):
     """A copy of a link whose BatchNormalizations are ChainerMN's
     MultiNodeBatchNormalization, which normalizes with the statistics of the
-    whole batch over all processes.
+    whole batch over all processes, computed without cancellation
+    (:func:`enable_stable_multi_node_statistics`).
 
     The copies keep the learned ``gamma`` and ``beta``, the running
     ``avg_mean`` and ``avg_var`` and the count ``N`` under the same names,
     so the copy saves the same npz keys as the original.
     """
     from chainermn.links import create_mnbn_model
+    enable_stable_multi_node_statistics()
     experimental_warning = chainer.disable_experimental_feature_warning
     chainer.disable_experimental_feature_warning = True
     try:
