@@ -56,3 +56,14 @@ def sensitive_model(cls, n_class, size, rng):
         logits = model.forward(probe[None] - model.mean).array
     model.head_conv2.b.array[:] = -logits.mean(axis=(0, 2, 3))
     return model
+
+
+def save_random_weights(path, n_class, input_size, seed=0):
+    """Write a PSPNetResNet50 of Chainer's default initialization (seeded
+    through NumPy's global generator, which the initializers use) to an
+    uncompressed npz at ``path``; returns ``path`` as a string."""
+    from pspnet import PSPNetResNet50
+    np.random.seed(seed)
+    model = PSPNetResNet50(n_class, input_size=input_size)
+    chainer.serializers.save_npz(str(path), model, compression=False)
+    return str(path)

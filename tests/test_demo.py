@@ -4,15 +4,14 @@ import os
 import subprocess
 import sys
 
-import chainer
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 import demo
+from random_weights import save_random_weights
 from pspnet import datasets
-from pspnet import PSPNetResNet50
 from pspnet import visualizations
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,11 +23,8 @@ NAMES = datasets.cityscapes_semantic_segmentation_label_names
 
 @pytest.fixture(scope='module')
 def weights(tmp_path_factory):
-    np.random.seed(0)
-    model = PSPNetResNet50(N_CLASS, input_size=SIZE)
-    path = str(tmp_path_factory.mktemp('weights') / 'pspnet19.npz')
-    chainer.serializers.save_npz(path, model, compression=False)
-    return path
+    return save_random_weights(
+        tmp_path_factory.mktemp('weights') / 'pspnet19.npz', N_CLASS, SIZE)
 
 
 def run_demo(*args, cwd):

@@ -7,18 +7,17 @@ import re
 import subprocess
 import sys
 
-import chainer
 import cv2
 import numpy as np
 import pytest
 
 import demo
+from random_weights import save_random_weights
 from pspnet import atomic
 from pspnet import memory
 from pspnet import models
 from pspnet import prediction
 from pspnet import progress
-from pspnet import PSPNetResNet50
 from pspnet import video
 from pspnet import visualizations
 
@@ -32,11 +31,8 @@ ESCAPES = re.compile(r'[\x1b\r]')
 
 @pytest.fixture(scope='module')
 def weights(tmp_path_factory):
-    np.random.seed(0)
-    model = PSPNetResNet50(N_CLASS, input_size=SIZE)
-    path = str(tmp_path_factory.mktemp('weights') / 'pspnet19.npz')
-    chainer.serializers.save_npz(path, model, compression=False)
-    return path
+    return save_random_weights(
+        tmp_path_factory.mktemp('weights') / 'pspnet19.npz', N_CLASS, SIZE)
 
 
 @pytest.fixture(scope='module')
