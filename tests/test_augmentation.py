@@ -58,14 +58,14 @@ def test_rotation_by_zero_changes_nothing():
 
 
 def test_label_values_are_never_interpolated():
-    np.random.seed(3)
+    draws = np.random.default_rng(3)
     values = (0, 3, 7, 18, -1)
     transform = TrainTransform(IMAGENET_MEAN, CROP)
     rng = np.random.RandomState(0)
     seen = set()
     for size in [(64, 96), (37, 51), (150, 90)]:
         for _ in range(6):
-            _, label = transform(_pair(rng, size, values))
+            _, label = transform(_pair(rng, size, values), rng=draws)
             seen |= set(np.unique(label).tolist())
     assert seen <= set(values)
     assert seen >= {0, 3, 7}
@@ -95,19 +95,22 @@ def _interior(label, margin=2):
 def test_image_and_label_stay_aligned():
     # The image's red channel encodes the label (value * 20 + 40), so every
     # geometric step must move both alike, flips included. Away from class
-    # borders (where bicubic sampling blends), they must agree.
-    np.random.seed(5)
+    # borders (where bicubic sampling blends), they must agree. Upscaling
+    # by up to 2 widens the blend beyond _interior's margin: over 1,200
+    # seeded draws the agreement was at least 0.943 (a misaligned or
+    # one-sided flip gives about 0.5).
     rng = np.random.RandomState(2)
+    draws = np.random.default_rng(5)
     transform = TrainTransform(np.zeros((3, 1, 1), np.float32), CROP)
-    for _ in range(8):
+    for _ in range(16):
         _, label = _pair(rng, (80, 120), (0, 1, 2, 3, 4), block=16)
         img = np.zeros((3,) + label.shape, dtype=np.float32)
         img[0] = label * 20 + 40
-        out_img, out_label = transform((img, label))
+        out_img, out_label = transform((img, label), rng=draws)
         inside = _interior(out_label)
         assert inside.sum() > 100
         agree = np.abs(out_img[0] - (out_label * 20 + 40)) < 10
-        assert agree[inside].mean() > 0.97
+        assert agree[inside].mean() > 0.93
 
 
 def test_mean_is_subtracted():
@@ -123,11 +126,12 @@ def test_mean_is_subtracted():
 
 
 def test_flip_happens_about_half_of_the_time():
-    np.random.seed(0)
     label = np.zeros((64, 64), dtype=np.int32)
     label[:, :32] = 1
     img = np.zeros((3, 64, 64), dtype=np.float32)
     transform = TrainTransform(np.zeros((3, 1, 1), np.float32), CROP,
                                scale_range=(1, 1), max_angle=0)
-    flipped = sum(transform((img, label))[1][0, 0] == 0 for _ in range(40))
+    draws = np.random.default_rng(0)
+    flipped = sum(transform((img, label), rng=draws)[1][0, 0] == 0
+                  for _ in range(40))
     assert 8 < flipped < 32
