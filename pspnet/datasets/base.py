@@ -32,7 +32,37 @@ def read_rgb_image(path):
 
 
 # PIL modes of label files: palette, 8-bit, 32-bit and 16-bit grey.
-_LABEL_MODES = ('P', 'L', 'I', 'I;16')
+LABEL_MODES = ('P', 'L', 'I', 'I;16')
+
+
+def image_header(path):
+    """((width, height), mode) from an image file's header (Pillow reads
+    no pixels), or None when Pillow cannot tell (unreadable files are
+    reported, with their own message, when they are read)."""
+    try:
+        with Image.open(path) as image:
+            return image.size, image.mode
+    except Exception:
+        return None
+
+
+def check_label_size(label_path, label_size, img_path, img_size, fix):
+    """Refuse a label map whose size is not its image's.
+
+    Args:
+        label_path, img_path (str): The two files, for the message.
+        label_size, img_size (tuple of ints): (width, height) of each.
+        fix (str): What to do about it, for the message.
+
+    Raises:
+        UserError: The sizes differ.
+    """
+    if tuple(label_size) != tuple(img_size):
+        raise UserError(
+            'label image {} is {}x{} but its image {} is {}x{}; each label '
+            'map must have its image\'s size ({})'.format(
+                label_path, label_size[0], label_size[1], img_path,
+                img_size[0], img_size[1], fix))
 
 
 def read_label_image(path):
@@ -53,7 +83,7 @@ def read_label_image(path):
     try:
         with Image.open(path) as f:
             mode = f.mode
-            raw = (np.asarray(f, dtype=np.int32) if mode in _LABEL_MODES
+            raw = (np.asarray(f, dtype=np.int32) if mode in LABEL_MODES
                    else None)
     except (OSError, SyntaxError, ValueError) as e:
         raise UserError('cannot read label image {}: missing or corrupt '
@@ -160,12 +190,8 @@ class SegmentationDataset(chainer.dataset.DatasetMixin):
                 and os.path.isfile(self.label_paths[i])):
             return self.get_image(i), None
         img, label = self.get_image(i), self.get_label(i)
-        if img.shape[1:] != label.shape:
-            raise UserError(
-                'label image {} is {}x{} but its image {} is {}x{}; each '
-                'label map must have its image\'s size ({})'.format(
-                    self.label_paths[i], label.shape[1], label.shape[0],
-                    self.img_paths[i], img.shape[2], img.shape[1], self.fix))
+        check_label_size(self.label_paths[i], label.shape[::-1],
+                         self.img_paths[i], img.shape[:0:-1], self.fix)
         return img, label
 
     def get_image(self, i):

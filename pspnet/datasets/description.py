@@ -34,7 +34,6 @@ import json
 import os
 
 import numpy as np
-from PIL import Image
 
 from pspnet.datasets import base
 from pspnet.errors import UserError
@@ -425,18 +424,10 @@ class DescribedDataset(base.SegmentationDataset):
         label = self.convert_label(raw)
         base.check_label(label, raw, self.n_class, path, self.label_values,
                          self.fix)
-        try:
-            with Image.open(self.img_paths[i]) as f:
-                width, height = f.size
-        except (OSError, SyntaxError, ValueError):
-            # Damaged images are reported in one line when read.
-            width, height = label.shape[1], label.shape[0]
-        if (height, width) != label.shape:
-            raise UserError(
-                'label image {} is {}x{} but its image {} is {}x{}; each '
-                'label map must have its image\'s size ({})'.format(
-                    path, label.shape[1], label.shape[0],
-                    self.img_paths[i], width, height, self.fix))
+        header = base.image_header(self.img_paths[i])
+        if header is not None:
+            base.check_label_size(path, label.shape[::-1], self.img_paths[i],
+                                  header[0], self.fix)
         return np.bincount(label[label >= 0].ravel(),
                            minlength=self.n_class).tolist()
 

@@ -161,19 +161,6 @@ def training_iterator(dataset, mean, crop_size, batchsize, n_loaders,
         n_processes=n_loaders, n_prefetch=2)
 
 
-def _image_header(path):
-    """((width, height), mode) from an image file's header (Pillow reads
-    no pixels), or None when Pillow cannot tell."""
-    from PIL import Image
-    try:
-        with Image.open(path) as image:
-            return image.size, image.mode
-    except Exception:
-        # Unreadable files are reported, with their own message, by the
-        # dataset when they are read.
-        return None
-
-
 def check_label_files(dataset, indices):
     """Check, from file headers only, that the label files of some items
     have their images' sizes and are single-channel or palette images (a
@@ -190,27 +177,22 @@ def check_label_files(dataset, indices):
         UserError: The first label file whose size is not its image's
         (naming both files) or that is a colour image.
     """
-    from pspnet.datasets.base import _LABEL_MODES
+    from pspnet.datasets import base
     img_paths = getattr(dataset, 'img_paths', None)
     label_paths = getattr(dataset, 'label_paths', None)
     if img_paths is None or label_paths is None:
         return
     for i in indices:
-        img_header = _image_header(img_paths[i])
-        label_header = _image_header(label_paths[i])
+        img_header = base.image_header(img_paths[i])
+        label_header = base.image_header(label_paths[i])
         if img_header is None or label_header is None:
             continue
         (img_size, _), (label_size, mode) = img_header, label_header
-        if mode not in _LABEL_MODES:
+        if mode not in base.LABEL_MODES:
             raise UserError(
                 'label image {} is a {} image, not a single-channel or '
                 'palette PNG; use the label files of the dataset archive '
                 '(checked before training)'.format(label_paths[i], mode))
-        if img_size == label_size:
-            continue
-        raise UserError(
-            'label image {} is {}x{} but its image {} is {}x{}; each label '
-            'map must have its image\'s size: fix or remove the pair (checked '
-            'before training)'.format(label_paths[i], label_size[0],
-                                     label_size[1], img_paths[i],
-                                     img_size[0], img_size[1]))
+        base.check_label_size(label_paths[i], label_size, img_paths[i],
+                              img_size, 'fix or remove the pair; checked '
+                              'before training')
