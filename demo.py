@@ -68,13 +68,7 @@ def parse_args(argv=None):
                         help='network input size (default: the dataset\'s '
                         'or the weights\' dataset\'s, {})'.format(
                             flags.dataset_defaults('input_size')))
-    parser.add_argument('--scales', type=flags.scales, metavar='S,S,...',
-                        help='average the scores of the image scaled by '
-                        'each, such as 0.5,1.0,1.5 (default: its own scale '
-                        'only)')
-    parser.add_argument('--no-flip', action='store_true',
-                        help='do not average each window with its '
-                        'horizontal flip (twice as fast)')
+    flags.add_prediction_arguments(parser)
     parser.add_argument('--output', '-o', metavar='PREFIX',
                         help='prefix of the output files of one image '
                         '(default result/<image name>); the output folder '

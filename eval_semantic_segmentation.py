@@ -56,12 +56,7 @@ def parse_args(argv=None):
     parser.add_argument('--input-size', type=flags.input_size,
                         metavar='N', help='network input size (default: '
                         '{})'.format(flags.dataset_defaults('input_size')))
-    parser.add_argument('--scales', type=flags.scales,
-                        help='multi-scale inference, e.g. '
-                        '0.5,0.75,1.0,1.25,1.5,1.75 (default: one scale)')
-    parser.add_argument('--no-flip', action='store_true',
-                        help='do not average with horizontally flipped '
-                        'predictions')
+    flags.add_prediction_arguments(parser)
     parser.add_argument('--data-dir', default='auto',
                         help="dataset folder (default 'auto': "
                         '$CHAINER_DATASET_ROOT/pfnet/chainercv/DATASET)')

@@ -141,3 +141,15 @@ def class_weight(text):
         return class_weights.read_class_weight_file(text)
     except UserError as e:
         raise argparse.ArgumentTypeError(str(e))
+
+
+def add_prediction_arguments(parser):
+    """Add ``--scales`` and ``--no-flip``, the prediction options that
+    demo.py and eval_semantic_segmentation.py share, to a parser."""
+    parser.add_argument('--scales', type=scales, metavar='S,S,...',
+                        help='average the scores of the image scaled by '
+                        'each, such as 0.5,0.75,1.0,1.25,1.5,1.75 (default: '
+                        'its own scale only)')
+    parser.add_argument('--no-flip', action='store_true',
+                        help='do not average each window with its '
+                        'horizontal flip (twice as fast)')
