@@ -1,5 +1,6 @@
 """Time and float32 error of the fast path's 3x3 convolutions, per layer,
-by direct methods and by Winograd F(2x2) and F(4x4).
+by direct methods and by Winograd F(2x2), F(4x4) and F(6x6), and the tile
+size the fast path chooses.
 
     .venv/bin/python benchmarks/bench_winograd.py [--size 713]
 
@@ -24,6 +25,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 
 from pspnet.inference import network  # NOQA
+from pspnet.inference import winograd  # NOQA
 
 
 def layers(size):
@@ -45,9 +47,10 @@ def main():
     parser.add_argument('--layers', nargs='*', help='names (default: all)')
     args = parser.parse_args()
     rng = np.random.RandomState(0)
-    print('{:<12} {:>6} {:>6} {:>5} {:>3}  {:>9} {:>9} {:>9}  {:>8} {:>8} '
-          '{:>8}'.format('layer', 'C_in', 'C_out', 'H', 'd', 'direct s',
-                         'F2 s', 'F4 s', 'err dir', 'err F2', 'err F4'))
+    print('{:<12} {:>6} {:>6} {:>5} {:>3}  {:>9} {:>9} {:>9} {:>9}  {:>8} '
+          '{:>8} {:>8} {:>8} {:>6}'.format(
+              'layer', 'C_in', 'C_out', 'H', 'd', 'direct s', 'F2 s', 'F4 s',
+              'F6 s', 'err dir', 'err F2', 'err F4', 'err F6', 'chosen'))
     for name, cin, cout, hw, d in layers(args.size):
         if args.layers and name not in args.layers:
             continue
@@ -68,7 +71,7 @@ def main():
         fm = np.concatenate([x.transpose(1, 0, 2, 3),
                              np.ones((1, 1, hw, hw), np.float32)])
         times, errors = [], []
-        for tile in (None, 2, 4):
+        for tile in (0, 2, 4, 6):
             network.WINOGRAD_TILE = tile
             network.WINOGRAD_MIN_CHANNELS = 0
             forward = network._Forward()
@@ -82,9 +85,11 @@ def main():
             times.append(best)
             errors.append(np.abs(out[:cout, 0] - ref).max()
                           / np.abs(ref).max())
-        print('{:<12} {:>6} {:>6} {:>5} {:>3}  {:>9.4f} {:>9.4f} {:>9.4f}  '
-              '{:>8.1e} {:>8.1e} {:>8.1e}'.format(
-                  name, cin, cout, hw, d, *times, *errors), flush=True)
+        chosen = 'F{}'.format(winograd.choose_tile(hw, hw, d))
+        print('{:<12} {:>6} {:>6} {:>5} {:>3}  {:>9.4f} {:>9.4f} {:>9.4f} '
+              '{:>9.4f}  {:>8.1e} {:>8.1e} {:>8.1e} {:>8.1e} {:>6}'.format(
+                  name, cin, cout, hw, d, *times, *errors, chosen),
+              flush=True)
 
 
 if __name__ == '__main__':

@@ -19,27 +19,20 @@ from pspnet.inference import winograd
 
 #: Smallest input channel count for which a stride-1 3x3 convolution runs
 #: by Winograd's algorithm (:mod:`pspnet.inference.winograd`), and its
-#: output tile size (2 or 4). Measured per layer with
-#: ``benchmarks/bench_winograd.py`` on an idle 2-core Zen 5 machine (461
-#: GFLOP/s GEMM): F(4x4) is the fastest for PSPNet's stride-1 3x3
-#: convolutions with 128 input channels or more (res3 to res5, the head)
-#: at 473 and 713. The 64-channel ones of the stem and res2 are level or
-#: slower by it (at 473, direct against F(4x4): conv1_2 0.027 s and
-#: 0.028 s, conv1_3 0.040 s and 0.045 s, res2 0.0073 s and 0.0070 s): their
-#: GEMMs have K = 64, and the transforms, memory-bound and proportional to
-#: the channels, cost as much as the multiplications they save. (On a
-#: loaded machine F(4x4) wins there too: the direct methods' multithreaded
-#: GEMMs suffer more from cores taken by other work.)
+#: output tile size: None chooses F(4x4) or F(6x6) per layer
+#: (:func:`pspnet.inference.winograd.choose_tile`), 2, 4 or 6 forces one.
 WINOGRAD_MIN_CHANNELS = 128
-WINOGRAD_TILE = 4
+WINOGRAD_TILE = None
 
 
-def winograd_tile(in_channels, out_channels, ksize, stride, pad, dilate):
-    """The Winograd output tile size for a convolution, or None for the
-    direct methods."""
+def winograd_tile(in_channels, out_channels, ksize, stride, pad, dilate,
+                  height, width):
+    """The Winograd output tile size for a convolution on an (H, W) input,
+    or None for the direct methods."""
     if ksize == 3 and stride == 1 and pad == dilate and \
-            in_channels >= WINOGRAD_MIN_CHANNELS and WINOGRAD_TILE:
-        return WINOGRAD_TILE
+            in_channels >= WINOGRAD_MIN_CHANNELS and \
+            WINOGRAD_TILE != 0 and winograd.available():
+        return WINOGRAD_TILE or winograd.choose_tile(height, width, dilate)
     return None
 
 
@@ -150,22 +143,25 @@ class _Forward(object):
                              'has shape {}'.format(
                                  None if reuse is None else reuse.shape,
                                  shape))
+        relu = activ is not None and not defer_relu
         if accumulate and not (ksize == 1 and pad == 0):
             partial = self.conv(conv, bn, None, x)
             data = reuse[:out_channels]
             np.add(data, partial[:out_channels], out=data)
             self.pool.give(partial)
-            out = reuse
+            out, relu_done = reuse, False
         else:
-            out = self._conv_into(conv, bn, x, reuse, shape, accumulate)
-        if activ is not None and not defer_relu:
+            out, relu_done = self._conv_into(conv, bn, x, reuse, shape,
+                                             accumulate, relu)
+        if relu and not relu_done:
             kernels.relu_(out[:out_channels])
         return out
 
-    def _conv_into(self, conv, bn, x, reuse, shape, accumulate):
+    def _conv_into(self, conv, bn, x, reuse, shape, accumulate, relu):
         """The convolution and folded batch normalization of :meth:`conv`,
         written (or with ``accumulate``, added) to ``reuse`` or a new
-        feature map of ``shape``."""
+        feature map of ``shape``. Returns it, and whether the ReLU that
+        ``relu`` asks for was applied."""
         ksize, stride, pad, dilate = _geometry(conv)
         out_channels, in_channels = conv.W.shape[:2]
         if reuse is not None and reuse.shape == shape:
@@ -174,17 +170,19 @@ class _Forward(object):
             self.pool.give(reuse)
             out = self.feature_map(shape[0] - 1, *shape[1:])
         data = out[:out_channels]
+        tile = None if accumulate else winograd_tile(
+            in_channels, out_channels, ksize, stride, pad, dilate,
+            *x.shape[2:])
+        if tile:
+            # The kernels fold the batch normalization into the filters.
+            scale, bias = folding.scale_and_bias(conv, bn)
+            winograd.conv3x3(x, conv.W.array, scale, bias, data, tile,
+                             dilate, self.pool, relu)
+            return out, relu
         # Folded weights go to a pooled buffer: no page faults. Taps carry
         # a bias column each.
         weights = self.pool.take((conv.W.size + out_channels * ksize * ksize,))
-        tile = None if accumulate else winograd_tile(
-            in_channels, out_channels, ksize, stride, pad, dilate)
-        if tile:
-            scale, bias = folding.scale_and_bias(conv, bn)
-            winograd.conv3x3(
-                x, winograd.filter_layout(conv.W.array, scale, weights),
-                bias, data, tile, dilate, self.pool)
-        elif ksize == 1 and pad == 0:
+        if ksize == 1 and pad == 0:
             scratch = None if stride == 1 else self.pool.take(
                 (in_channels + 1,) + shape[1:])
             kernels.conv1x1(x, folding.unfolded_matrix(conv, bn, weights),
@@ -205,7 +203,7 @@ class _Forward(object):
                 stride, pad, dilate, columns)
             self.pool.give(columns)
         self.pool.give(weights)
-        return out
+        return out, False
 
     def conv_bn(self, link, x, reuse=None, defer_relu=False,
                 accumulate=False):
