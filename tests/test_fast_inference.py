@@ -265,11 +265,51 @@ def test_forward_by_winograd_everywhere_matches_plain(model, tile,
     assert calls == [tile] * (2 + 16 - 1 + 1)
 
 
+@pytest.mark.parametrize('seed', range(6))
+def test_head_convolution_of_upsampled_branches_without_upsampling(
+        seed, monkeypatch):
+    """The head's decomposition (the branches' part as W_tap y at the bins,
+    then one GEMM with the shifted upsamplings) against the convolution
+    of the concatenation, for random bins, sizes, channels and batch; the
+    features' part by Winograd (even seeds) or the direct methods."""
+    if seed % 2 == 0:
+        monkeypatch.setattr(network, 'WINOGRAD_MIN_CHANNELS', 1)
+    rng = np.random.RandomState(40 + seed)
+    height, width = rng.randint(1, 30, 2)
+    channels, out_channels = rng.randint(1, 9, 2)
+    bins = [tuple(rng.randint(1, 7, 2)) for _ in range(rng.randint(1, 4))]
+    branch_channels = list(rng.randint(1, 6, len(bins)))
+    batch = rng.randint(1, 3)
+    total = channels + sum(branch_channels)
+    conv = chainer.links.Convolution2D(total, out_channels, 3, 1, 1)
+    conv.b.array[:] = rng.randn(out_channels)
+    bn = chainer.links.BatchNormalization(out_channels)
+    randomize_batch_normalization(bn, rng)
+
+    class ConvBN(object):
+        pass
+    head = ConvBN()
+    head.conv, head.bn, head.activ = conv, bn, F.relu
+    features = rng.randn(batch, channels, height, width).astype(np.float32)
+    ys = [np.maximum(rng.randn(batch, c, *b), 0).astype(np.float32)
+          for c, b in zip(branch_channels, bins)]
+    concat = np.concatenate([features] + [
+        F.resize_images(y, (height, width)).array for y in ys], axis=1)
+    expected = np.maximum(float64_conv(concat, conv, bn, 1), 0)
+    forward = network._Forward()
+    got = forward.head(head, feature_map(features),
+                       [feature_map(y) for y in ys])
+    assert relative_error(got[:out_channels].transpose(1, 0, 2, 3),
+                          expected) <= 2e-5
+
+
 def test_without_numba_the_direct_methods_compute_every_convolution(
         model, monkeypatch):
     """Where Numba cannot be imported, the Winograd kernels are unavailable
     and the fast path still computes the network, by direct methods."""
+    import pspnet.inference
     monkeypatch.setattr(winograd, '_compiled', None)
+    monkeypatch.delattr(pspnet.inference, 'winograd_kernels', raising=False)
     monkeypatch.setitem(sys.modules, 'pspnet.inference.winograd_kernels',
                         None)
     assert not winograd.available()
@@ -289,9 +329,9 @@ def test_winograd_is_used_for_wide_dilated_and_head_convolutions(
     fast_forward(model, np.zeros((1, 3, SIZE, SIZE), np.float32))
     # Not the stem's nor res2's (64 input channels): res3's last 3 (the
     # first has stride 2), res4's 6 (dilation 2), res5's 3 (dilation 4),
-    # the head's 4096 -> 512.
+    # the head's on res5's 2048 channels (the pyramid's part is a GEMM).
     assert seen == [(128, 1)] * 3 + [(256, 2)] * 6 + \
-        [(512, 4)] * 3 + [(4096, 1)]
+        [(512, 4)] * 3 + [(2048, 1)]
 
 
 @pytest.mark.parametrize('ksize,stride,pad,in_channels', [

@@ -158,8 +158,8 @@ def conv3x3(x, weights, scale, bias, out, m, dilate, pool=None, relu=False):
     Args:
         x (numpy.ndarray): (C_in + 1, B, H, W) or (C_in, B, H, W) float32
             C-contiguous feature map (a last ones channel is ignored).
-        weights (numpy.ndarray): (C_out, C_in, 3, 3) float32 C-contiguous
-            convolution weights.
+        weights (numpy.ndarray): (C_out, C_in, 3, 3) float32 convolution
+            weights, each filter's 9 taps contiguous.
         scale (numpy.ndarray): (C_out,) float32 per-channel factor.
         bias (numpy.ndarray): (C_out,) float32.
         out (numpy.ndarray): (C_out, B, H, W) float32, C-contiguous,
@@ -189,8 +189,9 @@ def conv3x3(x, weights, scale, bias, out, m, dilate, pool=None, relu=False):
     bt, g, at = small_matrices(m)
     a = m + 2
     d = dilate
-    weights = np.ascontiguousarray(weights).reshape(
-        out_channels, in_channels, 9)
+    # A view where the 3x3 taps are contiguous (such as some input
+    # channels of a bigger convolution's weights).
+    weights = weights.reshape(out_channels, in_channels, 9)
     rows, cols = tile_grid(height, width, m, d)
     per_row = 4 * a * a * d * d * cols
     row_chunk = max(1, min(rows, PRODUCT_BYTES // (per_row * out_channels)))
