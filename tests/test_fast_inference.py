@@ -327,10 +327,11 @@ def test_winograd_is_used_for_wide_dilated_and_head_convolutions(
                         lambda x, f, *args: seen.append(
                             (f.shape[1], args[4])) or original(x, f, *args))
     fast_forward(model, np.zeros((1, 3, SIZE, SIZE), np.float32))
-    # Not the stem's nor res2's (64 input channels): res3's last 3 (the
-    # first has stride 2), res4's 6 (dilation 2), res5's 3 (dilation 4),
-    # the head's on res5's 2048 channels (the pyramid's part is a GEMM).
-    assert seen == [(128, 1)] * 3 + [(256, 2)] * 6 + \
+    # conv1_2 and conv1_3 (conv1_1 has stride 2), res2's 3, res3's last 3
+    # (the first has stride 2), res4's 6 (dilation 2), res5's 3 (dilation
+    # 4), the head's on res5's 2048 channels (the pyramid's part is a
+    # GEMM).
+    assert seen == [(64, 1)] * 5 + [(128, 1)] * 3 + [(256, 2)] * 6 + \
         [(512, 4)] * 3 + [(2048, 1)]
 
 
@@ -594,6 +595,16 @@ def test_buffer_pool_recycles_and_trims():
     assert len(pool._free) == 0
     with pytest.raises(ValueError):
         pool.give(np.zeros(3, np.float64))
+
+
+def test_buffer_pool_drops_free_buffers_too_small_for_a_new_one():
+    pool = buffers.BufferPool()
+    small, big = pool.take((10,)), pool.take((50,))
+    pool.give(small, big)
+    assert np.shares_memory(pool.take((40,)), big)   # best fit, no new one
+    assert len(pool._free) == 1
+    pool.take((60,))                                 # a new buffer
+    assert pool._free == [] and pool.allocations == 3
 
 
 @pytest.mark.parametrize('count', [0, 1, 2, 7])

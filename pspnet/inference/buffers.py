@@ -24,12 +24,20 @@ class BufferPool(object):
 
     def take(self, shape):
         """An uninitialized C-contiguous float32 array of ``shape``, from
-        the smallest free buffer that holds it, else newly allocated."""
+        the smallest free buffer that holds it, else newly allocated (and
+        the free buffers smaller than it dropped)."""
         size = int(np.prod(shape))
         fits = [i for i, buf in enumerate(self._free) if buf.size >= size]
         if fits:
             buf = self._free.pop(min(fits, key=lambda i: self._free[i].size))
         else:
+            # The free buffers too small for this one are dropped: they
+            # are left from earlier, smaller layers, and kept they would
+            # add up beside the bigger buffers of later ones (for
+            # PSPNetResNet101 at 713, 390 MB of buffers kept instead of
+            # 307 MB, the time the same; a repeated call allocates
+            # nothing either way).
+            self._free = [b for b in self._free if b.size >= size]
             buf = np.empty(size, dtype=np.float32)
             self.allocations += 1
         self._taken.add(buf.ctypes.data)

@@ -12,6 +12,7 @@ import numpy as np
 
 from pspnet.inference.blas import gemm
 from pspnet.inference.blas import gemm_columns
+from pspnet.inference.blas import gemm_many
 from pspnet.inference.threads import parallel_ranges
 
 #: Bytes of the column buffer that 3x3 convolutions unfold rows into. Big
@@ -357,8 +358,10 @@ def resize_bilinear(x, size, out=None):
     along_y = bilinear_matrix(height, H)
     along_x = along_x.reshape(C * B, H, width)
     out_planes = out.reshape(C * B, height, width)
-    for i in range(C * B):
-        gemm(along_y, along_x[i], out_planes[i])
+    # One single-threaded GEMM per plane, the planes spread over the
+    # threads: each is too small to share.
+    gemm_many([(along_y, along_x[i], out_planes[i], 0.0)
+               for i in range(C * B)])
     return out
 
 
