@@ -183,6 +183,14 @@ def test_winograd_matches_direct_convolution(seed, monkeypatch):
     assert relative_error(got, expected) <= {2: 1e-6, 4: 2e-5, 6: 1e-4}[m]
 
 
+@pytest.mark.parametrize('size,dilate,tile', [
+    (90, 1, 6), (90, 2, 6), (90, 4, 6),     # PSPNet at 713: F(6x6) for all
+    (60, 1, 6), (60, 2, 6), (60, 4, 4),     # at 473: res5 (15x15 sub-grids)
+    (4, 1, 4), (6, 1, 6), (7, 1, 4)])       # one 6x6 tile, or two
+def test_choose_tile_compares_the_multiplications(size, dilate, tile):
+    assert winograd.choose_tile(size, size, dilate) == tile
+
+
 @pytest.mark.parametrize('points,m', [((0, 1, -1, 0.5, -2), 4),
                                       ((0, 1, -1, 2, -2), 4),
                                       (winograd.POINTS_F6, 6),

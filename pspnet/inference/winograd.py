@@ -156,8 +156,9 @@ def conv3x3(x, weights, scale, bias, out, m, dilate, pool=None, relu=False):
     normalization's scale folded into the filters.
 
     Args:
-        x (numpy.ndarray): (C_in + 1, B, H, W) or (C_in, B, H, W) float32
-            C-contiguous feature map (a last ones channel is ignored).
+        x (numpy.ndarray): (C, B, H, W) float32 feature map, C >= C_in
+            (channels past C_in, such as a last ones channel, are
+            ignored); copied first when not C-contiguous.
         weights (numpy.ndarray): (C_out, C_in, 3, 3) float32 convolution
             weights, each filter's 9 taps contiguous.
         scale (numpy.ndarray): (C_out,) float32 per-channel factor.

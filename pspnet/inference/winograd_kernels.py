@@ -5,10 +5,14 @@ from the threads of :mod:`pspnet.inference.threads`. Tiles of a chunk of
 tile rows ``[r0, r1)`` are ordered sub-grid by sub-grid,
 ``((i * d + j) * (r1 - r0) + ty) * cols + tx`` for sub-grid ``(i, j)``
 (input rows ``i::d``, columns ``j::d``), tile row ``r0 + ty`` and tile
-column ``tx``. A channel's tiles are gathered tap by tap into contiguous
-rows, then transformed by the straight-line codelets of
-:mod:`pspnet.inference.winograd_codelets`, whose loop over tiles LLVM
-vectorizes.
+column ``tx``. Work buffers hold tiles in chunks of ``CHUNK`` (64), each
+chunk tap by tap (:func:`_chunked`): a channel's input taps are gathered
+into one through a table of plane offsets (:func:`tap_offsets`, computed
+once per layer), each chunk is transformed by the straight-line codelets
+of :mod:`pspnet.inference.winograd_codelets` (their rows ``CHUNK`` apart,
+a constant, so that LLVM sees they never overlap and vectorizes the loop
+over tiles), and the output transform's taps are scattered back through a
+second table.
 
 Compiled on first use and cached next to this file (or in Numba's cache
 directory when that is not writable).
