@@ -37,7 +37,7 @@ def layers(size):
             ('res3 conv2', 128, 128, feat, 1),
             ('res4 conv2', 256, 256, feat, 2),
             ('res5 conv2', 512, 512, feat, 4),
-            ('head_conv1', 4096, 512, feat, 1)]
+            ('head_conv1', 2048, 512, feat, 1)]
 
 
 def main():
@@ -85,7 +85,7 @@ def main():
             times.append(best)
             errors.append(np.abs(out[:cout, 0] - ref).max()
                           / np.abs(ref).max())
-        chosen = 'F{}'.format(winograd.choose_tile(hw, hw, d))
+        chosen = 'F{}'.format(winograd.choose_tile(hw, hw, d, cin, cout))
         print('{:<12} {:>6} {:>6} {:>5} {:>3}  {:>9.4f} {:>9.4f} {:>9.4f} '
               '{:>9.4f}  {:>8.1e} {:>8.1e} {:>8.1e} {:>8.1e} {:>6}'.format(
                   name, cin, cout, hw, d, *times, *errors, chosen),

@@ -183,12 +183,17 @@ def test_winograd_matches_direct_convolution(seed, monkeypatch):
     assert relative_error(got, expected) <= {2: 1e-6, 4: 2e-5, 6: 1e-4}[m]
 
 
-@pytest.mark.parametrize('size,dilate,tile', [
-    (90, 1, 6), (90, 2, 6), (90, 4, 6),     # PSPNet at 713: F(6x6) for all
-    (60, 1, 6), (60, 2, 6), (60, 4, 4),     # at 473: res5 (15x15 sub-grids)
-    (4, 1, 4), (6, 1, 6), (7, 1, 4)])       # one 6x6 tile, or two
-def test_choose_tile_compares_the_multiplications(size, dilate, tile):
-    assert winograd.choose_tile(size, size, dilate) == tile
+@pytest.mark.parametrize('size,dilate,channels,tile', [
+    # PSPNet at 713: F(6x6) for all (res4, res5, the head's features part).
+    (90, 2, (256, 256), 6), (90, 4, (512, 512), 6), (90, 1, (2048, 512), 6),
+    # At 473: res5 (15x15 sub-grids) and the head (its filters outweigh
+    # its tiles) by F(4x4), res4 by F(6x6).
+    (60, 2, (256, 256), 6), (60, 4, (512, 512), 4), (60, 1, (2048, 512), 4),
+    # The stem at 713 (many tiles, few channels); a map of one 6x6 tile,
+    # where the filters cost the most.
+    (357, 1, (64, 128), 6), (6, 1, (512, 512), 4)])
+def test_choose_tile_compares_estimated_costs(size, dilate, channels, tile):
+    assert winograd.choose_tile(size, size, dilate, *channels) == tile
 
 
 @pytest.mark.parametrize('points,m', [((0, 1, -1, 0.5, -2), 4),
@@ -583,6 +588,21 @@ def test_tap_matrices_gather_every_tap():
         matrices[:, :, :-1].astype(np.float64).sum(axis=0),
         folding.unfolded_matrix(conv, bn)[:, :-1].astype(np.float64)
         .reshape(6, 20, 9).sum(axis=2), rtol=1e-5)
+
+
+@pytest.mark.parametrize('seed', range(8))
+def test_average_pool_pyramid_matches_each_grid(seed):
+    """Coarse grids from finer ones where the windows nest (PSPNet's bins
+    at 713 and 473), directly where they do not (sizes not divisible by
+    the bins, with remainders dropped)."""
+    rng = np.random.RandomState(seed)
+    height, width = (90, 60) if seed == 0 else rng.randint(1, 50, 2)
+    bins = (1, 2, 3, 6) if seed < 4 else tuple(rng.randint(1, 8, 3))
+    ksizes = [(max(1, height // b), max(1, width // b)) for b in bins]
+    x = rng.randn(3, 2, height, width).astype(np.float32)
+    for got, ksize in zip(kernels.average_pool_pyramid(x, ksizes), ksizes):
+        expected = F.average_pooling_2d(x, ksize, ksize).array
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_buffer_pool_recycles_and_trims():

@@ -301,6 +301,41 @@ def average_pool_grid(x, ksize):
     return out
 
 
+def average_pool_pyramid(x, ksizes):
+    """:func:`average_pool_grid` of ``x`` for each window size, coarse
+    grids from finer ones where their windows are whole multiples of a
+    finer window (PSPNet's bins 1, 2, 3 and 6 at 713 or 473: every grid
+    from the 6x6 one), so that ``x`` is read once instead of once per grid.
+    The means are the same, summed in another order.
+
+    Args:
+        x (numpy.ndarray): (C, B, H, W) float32.
+        ksizes (list of tuples of ints): (kh, kw) windows.
+
+    Returns:
+        list of numpy.ndarray: (C, B, H // kh, W // kw) float32 per
+        window, in the order of ``ksizes``.
+    """
+    H, W = x.shape[2:]
+    done = {}
+    for kh, kw in sorted(set(map(tuple, ksizes))):
+        oh, ow = H // kh, W // kw
+        source = None
+        for (fh, fw), fine in done.items():
+            # The coarse grid's windows are fh x fw blocks of fine ones,
+            # all inside the fine grid.
+            if kh % fh == 0 and kw % fw == 0 and \
+                    oh * (kh // fh) <= fine.shape[2] and \
+                    ow * (kw // fw) <= fine.shape[3]:
+                source = (fine, (kh // fh, kw // fw))
+                break
+        if source is None:
+            done[(kh, kw)] = average_pool_grid(x, (kh, kw))
+        else:
+            done[(kh, kw)] = average_pool_grid(*source)
+    return [done[tuple(k)] for k in ksizes]
+
+
 def bilinear_matrix(out_size, in_size):
     """Interpolation matrix of ``chainer.functions.resize_images`` along one
     axis (bilinear, ``align_corners=True``).

@@ -38,7 +38,8 @@ def winograd_tile(in_channels, out_channels, ksize, stride, pad, dilate,
     if ksize == 3 and stride == 1 and pad == dilate and \
             in_channels >= WINOGRAD_MIN_CHANNELS and \
             WINOGRAD_TILE != 0 and winograd.available():
-        return WINOGRAD_TILE or winograd.choose_tile(height, width, dilate)
+        return WINOGRAD_TILE or winograd.choose_tile(
+            height, width, dilate, in_channels, out_channels)
     return None
 
 
@@ -325,9 +326,8 @@ class _Forward(object):
         features = self.feature_map(res5_channels, batch, feat_h, feat_w)
         self.res_block(last_stage, h, features)
         branches = []
-        for branch, ksize in zip(model.ppm, model.ppm.ksizes):
-            pooled = kernels.average_pool_grid(features[:res5_channels],
-                                               ksize)
+        for branch, pooled in zip(model.ppm, kernels.average_pool_pyramid(
+                features[:res5_channels], model.ppm.ksizes)):
             pooled = np.concatenate(
                 [pooled, np.ones((1,) + pooled.shape[1:], np.float32)])
             branches.append(self.conv_bn(branch, pooled))

@@ -130,24 +130,35 @@ def tile_grid(height, width, m, dilate):
     return count(height), count(width)
 
 
-#: F(6x6) is chosen over F(4x4) when its element-wise multiplications
-#: (``(m + 2)^2`` per tile, partial tiles at the edges included) are at
-#: most this fraction of F(4x4)'s: its transforms cost more per output,
-#: and its GEMMs have fewer tile columns. Measured per layer on PSPNet's
-#: (``benchmarks/bench_winograd.py``, idle 2-core Zen 5): at 713 (90x90
-#: features) F(6x6) needs 0.76-0.79 of F(4x4)'s multiplications and is
-#: faster for res3, res4, res5 and the head; at 473 (60x60) res5 needs
-#: as many (1.0) and is slower by F(6x6), res4 (0.69) and the head (0.79)
-#: are level.
-F6_WORK_RATIO = 0.8
+#: What moving one float32 value of the transformed filters, inputs or
+#: products costs (written by a transform, read by a GEMM), in
+#: multiply-adds of the element-wise GEMMs: about 8 bytes of memory
+#: traffic at 10 GB/s against a multiply-add at 440 GFLOP/s (idle 2-core
+#: Zen 5). It makes F(6x6), whose filters are (8/6)^2 times F(4x4)'s, lose
+#: where the filters outweigh the tiles.
+TRAFFIC_MACS = 170
 
 
-def choose_tile(height, width, dilate):
-    """F(4x4) or F(6x6) for a convolution on an (H, W) input: 4 or 6."""
-    def work(m):
+def choose_tile(height, width, dilate, in_channels, out_channels):
+    """F(4x4) or F(6x6) for a convolution on an (H, W) input: 4 or 6, the
+    one of lower estimated cost, ``(m + 2)^2 * (tiles * C_in * C_out +
+    TRAFFIC_MACS * (C_in * C_out + tiles * (C_in + C_out)))`` with partial
+    tiles at the edges counted. Measured per layer
+    (``benchmarks/bench_winograd.py``, idle 2-core Zen 5, F(4x4) against
+    F(6x6)): at 713 (90x90 features) F(6x6) is faster for res4 (0.0153
+    against 0.0122 s), res5 and the head's 2048 -> 512 (0.144 against
+    0.125 s), as estimated; at 473 (60x60) F(4x4) is faster for res5
+    (0.022 against 0.029 s), res4 and the head (0.078 against 0.081 s),
+    as estimated.
+    """
+    def cost(m):
         rows, cols = tile_grid(height, width, m, dilate)
-        return (m + 2) ** 2 * rows * cols
-    return 6 if work(6) <= F6_WORK_RATIO * work(4) else 4
+        tiles = rows * cols * dilate * dilate
+        return (m + 2) ** 2 * (
+            tiles * in_channels * out_channels + TRAFFIC_MACS * (
+                in_channels * out_channels +
+                tiles * (in_channels + out_channels)))
+    return 6 if cost(6) < cost(4) else 4
 
 
 def conv3x3(x, weights, scale, bias, out, m, dilate, pool=None, relu=False):
