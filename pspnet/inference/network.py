@@ -374,16 +374,19 @@ class _Forward(object):
         if stride != 1 or 2 * pad != dilate * (ksize - 1):
             raise ValueError('head: the fast path needs a same-size '
                              'convolution')
-        if channels + sum(y.shape[0] - 1 for y in branches) != \
-                conv.W.shape[1]:
+        total = channels + sum(y.shape[0] - 1 for y in branches)
+        if total != conv.W.shape[1]:
             raise ValueError('head: {} input channels, not {}'.format(
-                conv.W.shape[1], channels + sum(y.shape[0] - 1
-                                                for y in branches)))
+                conv.W.shape[1], total))
         scale, _ = folding.scale_and_bias(conv, link.bn)
         W = conv.W.array.reshape(out_channels, -1, ksize * ksize)
+        # The same for every image of the batch.
+        upsampling = np.concatenate([_shifted_upsampling(
+            (height, width), y.shape[2:], ksize, pad, dilate)
+            for y in branches])
         out = self.feature_map(out_channels, batch, height, width)
         for b in range(batch):
-            weighed, upsampling = [], []
+            weighed = []
             start = channels
             for y in branches:
                 c = y.shape[0] - 1
@@ -400,12 +403,10 @@ class _Forward(object):
                 blas.gemm(W[:, start:start + c].reshape(out_channels, -1),
                           spread.reshape(c * ksize * ksize, -1), part)
                 weighed.append(part)
-                upsampling.append(_shifted_upsampling(
-                    (height, width), y.shape[2:], ksize, pad, dilate))
                 start += c
             weighed = np.concatenate(weighed, axis=1)
             weighed *= scale[:, None]
-            blas.gemm_columns(weighed, np.concatenate(upsampling),
+            blas.gemm_columns(weighed, upsampling,
                               out[:out_channels, b].reshape(out_channels, -1))
         self.pool.give(*branches)
         return self.conv(_InputChannels(conv, channels), link.bn, link.activ,

@@ -110,17 +110,18 @@ def matrices(m):
         m))
 
 
-_SMALL = {}
+_FILTER_TRANSFORMS = {}
 
 
-def small_matrices(m):
-    """``(B^T, G, A^T)`` of F(m x m, 3 x 3) in float32, C-contiguous, of
-    shapes (a, a), (a, 3) and (m, a) with a = m + 2: the input, filter
-    and output transforms are applied along rows, then along columns."""
-    if m not in _SMALL:
-        _SMALL[m] = tuple(np.ascontiguousarray(t, dtype=np.float32)
-                          for t in matrices(m))
-    return _SMALL[m]
+def filter_transform(m):
+    """G of F(m x m, 3 x 3) in float32, C-contiguous, (m + 2, 3): the
+    filter transform, applied along rows, then along columns (B^T and A^T
+    are written into the codelets of
+    :mod:`pspnet.inference.winograd_codelets`)."""
+    if m not in _FILTER_TRANSFORMS:
+        _FILTER_TRANSFORMS[m] = np.ascontiguousarray(matrices(m)[1],
+                                                     dtype=np.float32)
+    return _FILTER_TRANSFORMS[m]
 
 
 def tile_grid(height, width, m, dilate):
@@ -198,7 +199,7 @@ def conv3x3(x, weights, scale, bias, out, m, dilate, pool=None, relu=False):
     # The kernels index the input as one flat array.
     x = np.ascontiguousarray(x)
     kernels = _kernels()
-    bt, g, at = small_matrices(m)
+    g = filter_transform(m)
     a = m + 2
     d = dilate
     # A view where the 3x3 taps are contiguous (such as some input
