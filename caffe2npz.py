@@ -17,8 +17,8 @@ fine-tunes from every trained layer.
 import time
 
 from pspnet.caffe import convert_caffemodel
-from pspnet.errors import ArgumentParser
-from pspnet.errors import exit_on_user_error
+from pspnet.cli import ArgumentParser
+from pspnet.cli import exit_on_user_error
 
 
 def parse_args(argv=None):

@@ -40,8 +40,8 @@ from pspnet import precision
 from pspnet import progress
 from pspnet import video
 from pspnet import visualizations
-from pspnet.errors import ArgumentParser
-from pspnet.errors import exit_on_user_error
+from pspnet.cli import ArgumentParser
+from pspnet.cli import exit_on_user_error
 from pspnet.errors import UserError
 
 OUTPUTS = ('label', 'color', 'overlay', 'figure')

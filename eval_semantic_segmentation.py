@@ -23,8 +23,8 @@ from pspnet import flags
 from pspnet import mpi
 from pspnet import precision
 from pspnet import progress as progress_bars
-from pspnet.errors import ArgumentParser
-from pspnet.errors import exit_on_user_error
+from pspnet.cli import ArgumentParser
+from pspnet.cli import exit_on_user_error
 from pspnet.errors import UserError
 from pspnet.evaluations import benchmark_scores
 from pspnet.evaluations import evaluator

@@ -19,8 +19,8 @@ from pspnet import atomic
 from pspnet import flags
 from pspnet import models
 from pspnet import onnx_export
-from pspnet.errors import ArgumentParser
-from pspnet.errors import exit_on_user_error
+from pspnet.cli import ArgumentParser
+from pspnet.cli import exit_on_user_error
 
 
 def parse_args(argv=None):

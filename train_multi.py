@@ -23,8 +23,8 @@ from pspnet.datasets import description
 from pspnet import models
 from pspnet import mpi
 from pspnet import precision
-from pspnet.errors import ArgumentParser
-from pspnet.errors import exit_on_user_error
+from pspnet.cli import ArgumentParser
+from pspnet.cli import exit_on_user_error
 from pspnet.training import run
 
 

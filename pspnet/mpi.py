@@ -16,6 +16,7 @@ import traceback
 
 import numpy as np
 
+from pspnet.atomic import is_disk_full
 from pspnet.errors import UserError
 
 #: Communicators of Chainer 7.8.1's ChainerMN that need GPUs (and CuPy).
@@ -167,7 +168,6 @@ def _error_line(rank, error):
     if isinstance(error, KeyboardInterrupt):
         return 'process {}: interrupted'.format(rank)
     if isinstance(error, OSError):
-        from pspnet.atomic import is_disk_full
         fix = ('free some space on its disk' if is_disk_full(error)
                else 'check the file and its folder')
         where = ' ({})'.format(error.filename) if error.filename else ''
