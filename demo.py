@@ -76,7 +76,7 @@ def parse_args(argv=None):
                         'PREFIX ending in / (default result)')
     parser.add_argument('--show', action='store_true',
                         help='also open each figure in a window')
-    precision.add_inference_arguments(parser)
+    flags.add_inference_arguments(parser)
     parser.add_argument('--video-mask', action='store_true',
                         help='for a video, also write the colour mask as '
                         'PREFIX_color.mp4')

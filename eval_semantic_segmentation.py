@@ -62,7 +62,7 @@ def parse_args(argv=None):
                         '$CHAINER_DATASET_ROOT/pfnet/chainercv/DATASET)')
     parser.add_argument('--limit', type=flags.positive_int,
                         help='evaluate only the first N images')
-    precision.add_inference_arguments(parser)
+    flags.add_inference_arguments(parser)
     parser.add_argument('--json', metavar='FILE',
                         help='also write every figure to FILE')
     parser.add_argument('--save-predictions', metavar='DIR',

@@ -22,9 +22,9 @@ from pspnet import flags
 from pspnet.datasets import description
 from pspnet import models
 from pspnet import mpi
-from pspnet import precision
 from pspnet.cli import ArgumentParser
 from pspnet.cli import exit_on_user_error
+from pspnet.training import mixed16
 from pspnet.training import run
 
 
@@ -93,7 +93,7 @@ def parse_args(argv=None):
                         help='seed of every random draw of the run: the '
                         'split of the data, the epochs\' order, the '
                         'augmentation, the new layers, dropout (default 0)')
-    parser.add_argument('--dtype', choices=precision.TRAINING_DTYPES,
+    parser.add_argument('--dtype', choices=mixed16.TRAINING_DTYPES,
                         default='float32',
                         help='float32 (default) or mixed16: float16 '
                         'convolutions, float32 batch normalization and '

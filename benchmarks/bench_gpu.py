@@ -79,6 +79,7 @@ def child(args):
     from pspnet import device
     from pspnet import mpi
     from pspnet import precision
+    from pspnet.training import mixed16
     from pspnet.training import replicas
     from pspnet.training.optimizer import setup_optimizer
     from pspnet.training.optimizer import synchronize_start
@@ -133,10 +134,10 @@ def child(args):
                                    else 'naive')
     chain = TrainChain(PSPNetResNet101(19, input_size=args.crop_size))
     if half:
-        precision.to_half(chain)
+        mixed16.to_mixed16(chain)
     chain = place(replicas.to_multi_node_batch_normalization(chain, comm))
     optimizer = setup_optimizer(chain, comm, lr=1e-3)
-    precision.setup_optimizer(optimizer, 'mixed16' if half else 'float32')
+    mixed16.setup_loss_scaling(optimizer, 'mixed16' if half else 'float32')
     synchronize_start(optimizer, comm)
     shape = (args.batchsize, 3, args.crop_size, args.crop_size)
     imgs = xp.asarray(rng.uniform(-100, 100, shape).astype(np.float32))
@@ -158,7 +159,7 @@ def child(args):
     with chainer.using_config('train', True):
         losses.append(float(chain(imgs, labels).array))
     record['train_loss_after'] = losses[-1]
-    record['loss_scale'] = precision.loss_scale(optimizer)
+    record['loss_scale'] = mixed16.loss_scale(optimizer)
     if gpu is not None:
         record['train_pool_gb'] = pool.total_bytes() / 1e9
     print(json.dumps(record), flush=True)

@@ -8,9 +8,11 @@ naming the flag (exit status 2).
 
 import argparse
 
+from pspnet import precision
 from pspnet.datasets import registry
 from pspnet.errors import UserError
 from pspnet.links.pspnet import MIN_INPUT_SIZE
+from pspnet.training import class_weights
 
 
 def _integer(text):
@@ -134,7 +136,6 @@ def class_weight(text):
     """``median`` or a file of class weights (a JSON list, or one number
     per line): ``'median'`` or a tuple of floats; their count is checked
     against the dataset later."""
-    from pspnet.training import class_weights
     if text == class_weights.MEDIAN:
         return text
     try:
@@ -153,3 +154,16 @@ def add_prediction_arguments(parser):
     parser.add_argument('--no-flip', action='store_true',
                         help='do not average each window with its '
                         'horizontal flip (twice as fast)')
+
+
+def add_inference_arguments(parser):
+    """``--dtype float32|float16`` and ``--tf32`` of the inference scripts
+    (demo.py, eval_semantic_segmentation.py)."""
+    parser.add_argument('--dtype', choices=precision.INFERENCE_DTYPES,
+                        default='float32',
+                        help='float32 (default) or float16: float16 '
+                        'convolutions, float32 batch normalization and '
+                        'softmax (for GPUs; slow on the CPU)')
+    parser.add_argument('--tf32', action='store_true',
+                        help='let cuBLAS use TF32 for float32 matrix '
+                        'products (GPUs of compute capability 8.0+)')

@@ -156,7 +156,7 @@ def test_mixed16_training_steps_on_gpu():
     """Three mixed16 steps of train_multi.py's GPU path: finite losses near
     float32's, float16 weights with float32 masters, a rising loss scale."""
     from pspnet import mpi
-    from pspnet import precision
+    from pspnet.training import mixed16
     from pspnet.training import replicas
     from pspnet.training.optimizer import setup_optimizer
     from pspnet.training.optimizer import synchronize_start
@@ -172,11 +172,11 @@ def test_mixed16_training_steps_on_gpu():
     for dtype in ('float32', 'mixed16'):
         chain = copy.deepcopy(initial)
         if dtype == 'mixed16':
-            precision.to_half(chain)
+            mixed16.to_mixed16(chain)
         chain = replicas.to_multi_node_batch_normalization(chain, comm)
         chain.to_gpu(0)
         optimizer = setup_optimizer(chain, comm, lr=1e-3)
-        precision.setup_optimizer(optimizer, dtype)
+        mixed16.setup_loss_scaling(optimizer, dtype)
         synchronize_start(optimizer, comm)
         xs, ts = chain.xp.asarray(x), chain.xp.asarray(t)
         losses[dtype] = []
@@ -185,9 +185,9 @@ def test_mixed16_training_steps_on_gpu():
             losses[dtype].append(float(chain(xs, ts).array))
         if dtype == 'mixed16':
             assert chain.model.head_conv2.W.dtype == np.float16
-            assert precision.float32_arrays(chain)[
+            assert mixed16.float32_arrays(chain)[
                 'model/head_conv2/W'].dtype == np.float32
-            assert precision.loss_scale(optimizer) > 1
+            assert mixed16.loss_scale(optimizer) > 1
     assert np.all(np.isfinite(losses['mixed16']))
     np.testing.assert_allclose(losses['mixed16'], losses['float32'],
                                rtol=0.05)

@@ -26,6 +26,7 @@ from pspnet import inference
 from pspnet import mpi
 from pspnet import precision
 from pspnet import pretrained
+from pspnet.training import mixed16
 from random_weights import randomize_batch_normalization
 from random_weights import smooth_image
 
@@ -89,7 +90,7 @@ def test_unknown_inference_dtype_is_a_user_error():
 def test_multi_node_bn_statistics_of_float16_inputs(scale):
     """ChainerMN alone squares float16 inputs in float16 (inf above 256)."""
     from chainermn.links import MultiNodeBatchNormalization
-    precision.enable_multi_node_bn_float16()
+    mixed16.enable_multi_node_bn_float16()
     comm = mpi.create_communicator('naive')
     rng = np.random.RandomState(int(scale))
     x = (rng.randn(2, 6, 7, 9) * scale + scale / 3).astype(np.float16)
@@ -114,10 +115,10 @@ class _Tiny(chainer.Chain):
 
 
 def test_master_weights_go_to_files_and_come_back(tmp_path):
-    link = precision.to_half(_Tiny())
+    link = mixed16.to_mixed16(_Tiny())
     optimizer = chainer.optimizers.MomentumSGD(0.1)
     optimizer.setup(link)
-    precision.setup_optimizer(optimizer, 'mixed16')
+    mixed16.setup_loss_scaling(optimizer, 'mixed16')
     rng = np.random.RandomState(0)
     for _ in range(2):
         link.cleargrads()
@@ -127,7 +128,7 @@ def test_master_weights_go_to_files_and_come_back(tmp_path):
     master = link.conv.W.update_rule._fp32_param.array.copy()
     # The masters hold what float16 cannot.
     assert np.any(master.astype(np.float16).astype(np.float32) != master)
-    arrays = precision.float32_arrays(link)
+    arrays = mixed16.float32_arrays(link)
     assert all(a.dtype != np.float16 for a in arrays.values())
     np.testing.assert_array_equal(arrays['conv/W'], master)
 
@@ -135,17 +136,17 @@ def test_master_weights_go_to_files_and_come_back(tmp_path):
 
     def writer(filename, outdir, target):
         written.update(target)
-    target = {precision.SNAPSHOT_MODEL_PREFIX + key: value for key, value
+    target = {mixed16.SNAPSHOT_MODEL_PREFIX + key: value for key, value
               in chainer.serializers.npz.serialize(link).items()}
-    precision.Float32SnapshotWriter(writer, optimizer)('s', '.', target)
+    mixed16.Float32SnapshotWriter(writer, optimizer)('s', '.', target)
     path = str(tmp_path / 'snapshot.npz')
     np.savez(path, **written)
 
-    fresh = precision.to_half(_Tiny())
+    fresh = mixed16.to_mixed16(_Tiny())
     fresh_optimizer = chainer.optimizers.MomentumSGD(0.1)
     fresh_optimizer.setup(fresh)
-    precision.setup_optimizer(fresh_optimizer, 'mixed16')
-    precision.restore_master_weights(fresh_optimizer, path)
+    mixed16.setup_loss_scaling(fresh_optimizer, 'mixed16')
+    mixed16.restore_master_weights(fresh_optimizer, path)
     np.testing.assert_array_equal(
         fresh.conv.W.update_rule._fp32_param.array, master)
     assert fresh.conv.W.dtype == np.float16
@@ -235,7 +236,7 @@ def test_mixed16_files_are_float32_and_load(runs):
     label = model.predict([np.zeros((3, 64, 80), np.float32)])[0]
     assert label.shape == (64, 80)
     with np.load(os.path.join(out, 'snapshot_iter_2.npz')) as f:
-        key = precision.SNAPSHOT_MODEL_PREFIX + 'model/head_conv2/W'
+        key = mixed16.SNAPSHOT_MODEL_PREFIX + 'model/head_conv2/W'
         assert f[key].dtype == np.float32
         assert float(f['extensions/LossScaleState/scale']) == 4.0
 

@@ -26,12 +26,12 @@ from pspnet.datasets import registry
 from pspnet import device
 from pspnet import models
 from pspnet import mpi
-from pspnet import precision
 from pspnet.errors import UserError
 from pspnet.training import class_weights
 from pspnet.training import extensions
 from pspnet.training import initial_weights
 from pspnet.training import loader
+from pspnet.training import mixed16
 from pspnet.training import optimizer as optimizer_module
 from pspnet.training import output
 from pspnet.training import randomness
@@ -83,7 +83,7 @@ def resolve_config(options):
         config['class_weight'] = list(class_weights.check_class_weights(
             weight, '--class-weight', spec.n_class))
     config.setdefault('dtype', 'float32')
-    precision.check_training_dtype(config['dtype'])
+    mixed16.check_training_dtype(config['dtype'])
     return config
 
 
@@ -248,7 +248,7 @@ def _build_trainer(config, s, comm):
     s.train_chain.set_class_weight(weight)
     chain = s.train_chain
     if config['dtype'] == 'mixed16':
-        precision.to_half(chain)
+        mixed16.to_mixed16(chain)
     train_chain = replicas.to_multi_node_batch_normalization(chain, comm)
     model = train_chain.model
     train_chain.to_device(s.device)
@@ -268,7 +268,7 @@ def _build_trainer(config, s, comm):
 
     optimizer = optimizer_module.setup_optimizer(train_chain, comm,
                                                  lr=config['lr'])
-    precision.setup_optimizer(optimizer, config['dtype'])
+    mixed16.setup_loss_scaling(optimizer, config['dtype'])
     updater = CollectiveUpdater(train_iter, optimizer, comm, config['seed'],
                                 device=s.device)
     trainer = training.Trainer(updater, (n_iter, 'iteration'), out)
@@ -277,7 +277,7 @@ def _build_trainer(config, s, comm):
         'lr', 0.9, n_iter, optimizer=optimizer), trigger=(1, 'iteration'))
     trainer.extend(extensions.StopOnNonFiniteLoss(comm, snapshot_out=out))
     if config['dtype'] == 'mixed16':
-        trainer.extend(precision.LossScaleState(optimizer))
+        trainer.extend(mixed16.LossScaleState(optimizer))
     if comm.size > 1:
         trainer.extend(extensions.AverageOverProcesses(comm))
     snapshot_trigger = (config['snapshot_interval'], 'iteration')
@@ -286,7 +286,7 @@ def _build_trainer(config, s, comm):
                    trigger=snapshot_trigger)
     trainer.extend(snapshots.CollectiveSnapshot(
         comm, config['keep_snapshots'],
-        writer=precision.Float32SnapshotWriter(snapshots.AtomicWriter(),
+        writer=mixed16.Float32SnapshotWriter(snapshots.AtomicWriter(),
                                                optimizer)),
         trigger=snapshot_trigger)
 
@@ -379,7 +379,7 @@ def _save_final(trainer, validator, config, comm):
     # Uncompressed: trained weights shrink by a few percent only.
     # Float32 also after mixed16 (the master weights).
     try:
-        save_npz_atomic(path, precision.float32_arrays(
+        save_npz_atomic(path, mixed16.float32_arrays(
             trainer.updater.get_optimizer('main').target.model),
             compression=False)
     except OSError as e:
@@ -391,7 +391,7 @@ def _save_final(trainer, validator, config, comm):
 def _load_snapshot(config, s, trainer):
     snapshots.load_snapshot(s.resume_path, trainer)
     if config['dtype'] == 'mixed16':
-        precision.restore_master_weights(
+        mixed16.restore_master_weights(
             trainer.updater.get_optimizer('main'), s.resume_path)
 
 
@@ -425,7 +425,7 @@ def train(options):
             ``pretrained_model``, ``resume``, ``snapshot_interval``,
             ``val_interval``, ``log_interval``, ``keep_snapshots``,
             ``loaderjob``, ``seed``, ``progress``, ``dtype`` (``'float32'``
-            or ``'mixed16'``, :mod:`pspnet.precision`).
+            or ``'mixed16'``, :mod:`pspnet.training.mixed16`).
             ``loaderjob``, ``seed``, ``progress``, ``class_weight``
             (None, ``'median'`` or a sequence of floats).
 
