@@ -52,7 +52,7 @@ def parse_args(argv=None):
                         help='iterations (default: the recipe\'s, {}; for '
                         'PATH.json its "iterations", else {})'.format(
                             flags.dataset_defaults('iterations'),
-                            description.DEFAULT_ITERATIONS))
+                            description.DESCRIPTION_ITERATIONS))
     parser.add_argument('--communicator', choices=mpi.COMMUNICATORS,
                         help='ChainerMN communicator (default: pure_nccl '
                         'with GPUs, naive on CPUs)')
@@ -61,7 +61,7 @@ def parse_args(argv=None):
                         '(default: {}; for PATH.json its "input_size", else '
                         '{})'.format(
                             flags.dataset_defaults('input_size', training=True),
-                            description.DEFAULT_INPUT_SIZE))
+                            description.DESCRIPTION_INPUT_SIZE))
     parser.add_argument('--device', choices=('auto', 'gpu', 'cpu'),
                         default='auto',
                         help='auto (default): one GPU per process when '

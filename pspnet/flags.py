@@ -11,7 +11,7 @@ import argparse
 from pspnet import precision
 from pspnet.datasets import registry
 from pspnet.errors import UserError
-from pspnet.links.pspnet import MIN_INPUT_SIZE
+from pspnet.datasets.spec import MIN_INPUT_SIZE
 from pspnet.training import class_weights
 
 
@@ -67,7 +67,7 @@ def non_negative_float(text):
 
 def input_size(text):
     """A network input or crop size: an integer of at least
-    :data:`~pspnet.links.pspnet.MIN_INPUT_SIZE` (the presets use 713 and
+    :data:`~pspnet.datasets.spec.MIN_INPUT_SIZE` (the presets use 713 and
     473)."""
     value = _integer(text)
     if value < MIN_INPUT_SIZE:

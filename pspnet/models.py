@@ -26,7 +26,7 @@ def build_model(model='pspnet_resnet101', dataset=None, pretrained_model=None,
 
     Args:
         model (str): ``'pspnet_resnet50'`` or ``'pspnet_resnet101'``.
-        dataset (str, pspnet.datasets.registry.DatasetSpec or None): The
+        dataset (str, pspnet.datasets.spec.DatasetSpec or None): The
             dataset of the model's classes (``--dataset``); it fixes the
             class count and the default weights.
         pretrained_model (str or None): A preset (``'cityscapes'``,
@@ -38,7 +38,7 @@ def build_model(model='pspnet_resnet101', dataset=None, pretrained_model=None,
 
     Returns:
         PSPNet: The model, weights loaded. Its ``dataset`` attribute is the
-        :class:`~pspnet.datasets.registry.DatasetSpec` of its classes (the
+        :class:`~pspnet.datasets.spec.DatasetSpec` of its classes (the
         one given, else the one of the weights), or None when no dataset
         has its class count; ``weights_path`` is the npz file loaded.
 

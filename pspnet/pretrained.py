@@ -12,6 +12,7 @@ import chainer
 import numpy as np
 
 from pspnet.datasets import registry
+from pspnet.datasets.spec import DEFAULT_INPUT_SIZE
 from pspnet.cache import cache_directory
 from pspnet.cache import cache_lock
 from pspnet.cache import download
@@ -208,7 +209,7 @@ class WeightPlan(collections.namedtuple('WeightPlan', (
         n_layer (int): 50 or 101.
         n_class (int): Classes of the model.
         input_size (int or tuple of ints): Its input size.
-        dataset (pspnet.datasets.registry.DatasetSpec or None): The
+        dataset (pspnet.datasets.spec.DatasetSpec or None): The
             dataset whose classes the model has: the one asked for, else
             the one the weights were trained on (by preset or class count).
         path (str or None): A PSPNet npz to load into the whole model.
@@ -287,7 +288,7 @@ def resolve_weights(n_layer, pretrained_model=None, n_class=None,
         input_size (int, tuple of ints or None): By default the dataset's,
             else that of the dataset the weights were trained on (by preset
             or class count), else ``DEFAULT_INPUT_SIZE``.
-        dataset (pspnet.datasets.registry.DatasetSpec or None): The
+        dataset (pspnet.datasets.spec.DatasetSpec or None): The
             dataset the model is for; it fixes the class count.
         training (bool): Weights to start training from: an extractor file
             loads into the extractor, and PSPNet weights of another class
@@ -382,6 +383,6 @@ def resolve_weights(n_layer, pretrained_model=None, n_class=None,
     chosen = dataset or weights_dataset
     if input_size is None:
         input_size = (chosen.input_size if chosen is not None
-                      else registry.DEFAULT_INPUT_SIZE)
+                      else DEFAULT_INPUT_SIZE)
     return WeightPlan(n_layer, n_class, input_size, chosen, path,
                       extractor_path, except_prefix, shapes, description)

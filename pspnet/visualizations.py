@@ -11,50 +11,18 @@ import os
 import numpy as np
 
 from pspnet import atomic
+from pspnet.datasets import registry
 from pspnet.errors import UserError
-
-#: Colour of pixels labelled -1, RGB.
-IGNORE_COLOR = (0, 0, 0)
-
-
-def generate_label_colors(n_class):
-    """Distinct colours for any number of classes.
-
-    Class ``i`` gets the colour whose bits interleave those of ``i + 1``
-    (the scheme of the PASCAL VOC palette, shifted by one so that no class
-    is black like the ignored pixels).
-
-    Args:
-        n_class (int): Number of classes.
-
-    Returns:
-        numpy.ndarray: (n_class, 3) uint8 RGB colours, all different (for up
-        to 2 ** 24 - 1 classes).
-    """
-    ids = np.arange(1, n_class + 1, dtype=np.int64)
-    colors = np.zeros((n_class, 3), dtype=np.int64)
-    bit = 7
-    while ids.any():
-        for channel in range(3):
-            colors[:, channel] |= ((ids >> channel) & 1) << bit
-        ids >>= 3
-        bit -= 1
-        if bit < 0:  # more than 2 ** 24 classes: wrap around
-            bit = 7
-    return colors.astype(np.uint8)
-
-
-def generate_label_names(n_class):
-    """Names ``'class 0'``, ``'class 1'``, ... for classes without names."""
-    return tuple('class {}'.format(i) for i in range(n_class))
-
+from pspnet.palette import generate_label_colors
+from pspnet.palette import generate_label_names
+from pspnet.palette import IGNORE_COLOR
 
 def label_names_and_colors(n_class, dataset=None):
     """Names and colours of the classes of a model.
 
     Args:
         n_class (int): The model's number of classes.
-        dataset (str, pspnet.datasets.registry.DatasetSpec or None): The
+        dataset (str, pspnet.datasets.spec.DatasetSpec or None): The
             model's dataset, or None to pick the dataset with ``n_class``
             classes.
 
@@ -64,7 +32,6 @@ def label_names_and_colors(n_class, dataset=None):
         colours when it has ``n_class`` classes, else generated ones
         (``'class 0'``, ... and :func:`generate_label_colors`).
     """
-    from pspnet.datasets import registry
     spec = (registry.lookup(dataset) if dataset is not None
             else registry.dataset_of_n_class(n_class))
     if spec is not None and spec.n_class == n_class:

@@ -549,8 +549,8 @@ def test_class_weight_count_must_match(tmp_path):
     options['class_weight'] = (1.0, 2.0, 3.0)
     config = run.resolve_config(options)
     assert config['class_weight'] == [1.0, 2.0, 3.0]
-    assert config['crop_size'] == description.DEFAULT_INPUT_SIZE
-    assert config['iteration'] == description.DEFAULT_ITERATIONS
+    assert config['crop_size'] == description.DESCRIPTION_INPUT_SIZE
+    assert config['iteration'] == description.DESCRIPTION_ITERATIONS
 
 
 @pytest.mark.parametrize('seed', range(3))

@@ -11,6 +11,7 @@ from pspnet import models
 from pspnet import pretrained
 from pspnet import PSPNetResNet50
 from pspnet.datasets import registry
+from pspnet.datasets.spec import DEFAULT_INPUT_SIZE
 from pspnet.errors import UserError
 
 SIZE = 64
@@ -64,7 +65,7 @@ def test_file_fixes_class_count_dataset_and_input_size(files, n_class):
     assert plan.n_class == n_class
     assert plan.dataset is spec
     assert plan.input_size == (spec.input_size if spec
-                               else registry.DEFAULT_INPUT_SIZE)
+                               else DEFAULT_INPUT_SIZE)
     assert plan.path == files[n_class] and plan.loads_every_array
 
 

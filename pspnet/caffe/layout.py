@@ -33,6 +33,7 @@ import collections
 import re
 
 from pspnet.datasets import registry
+from pspnet.datasets.spec import DEFAULT_INPUT_SIZE
 from pspnet.errors import UserError
 from pspnet.links.pspnet import PYRAMID_BINS
 from pspnet.links.resnet import Bottleneck
@@ -226,7 +227,7 @@ def infer_model(records, path, default_input_sizes=None):
             .format(*interps[0])
     else:
         input_size = (default_input_sizes or {}).get(
-            n_class, (registry.DEFAULT_INPUT_SIZE,) * 2)
+            n_class, (DEFAULT_INPUT_SIZE,) * 2)
         input_from = 'the usual size for {} classes (the file holds no ' \
             'pyramid pooling layer to read it from)'.format(n_class)
     return ModelSpec(n_layer, n_class, tuple(input_size), input_from)

@@ -2,7 +2,7 @@
 
 The file names the classes and where each split's images and label maps
 are; :func:`load_description` reads and checks it and returns a
-:class:`~pspnet.datasets.registry.DatasetSpec`, so a user's dataset is one
+:class:`~pspnet.datasets.spec.DatasetSpec`, so a user's dataset is one
 more entry of the registry. Format (every path relative to the JSON
 file's folder)::
 
@@ -35,15 +35,21 @@ import os
 
 import numpy as np
 
+from pspnet.atomic import save_json_atomic
+from pspnet.cache import cache_directory
+from pspnet.cache import cache_lock
 from pspnet.datasets import base
+from pspnet.datasets.spec import DatasetSpec
+from pspnet.datasets.spec import MIN_INPUT_SIZE
 from pspnet.errors import UserError
+from pspnet.palette import generate_label_colors
 
 #: Network input size (and training crop) of a described dataset whose
 #: file gives none (the one of ADE20K and VOC).
-DEFAULT_INPUT_SIZE = 473
+DESCRIPTION_INPUT_SIZE = 473
 #: Training iterations (batch 16) of a described dataset whose file gives
 #: none: the Cityscapes recipe's.
-DEFAULT_ITERATIONS = 90000
+DESCRIPTION_ITERATIONS = 90000
 DEFAULT_IGNORE_LABEL = 255
 DEFAULT_IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif',
                             '.tiff', '.webp')
@@ -114,7 +120,6 @@ def _classes(check, desc):
 
 def _colors(check, desc, n_class):
     if 'colors' not in desc:
-        from pspnet.visualizations import generate_label_colors
         return tuple(tuple(int(c) for c in rgb)
                      for rgb in generate_label_colors(n_class))
     colors = desc['colors']
@@ -339,11 +344,10 @@ class _Description(object):
         else:
             self.label_values = '0 to {} for the classes, {} to ignore'.format(
                 n_class - 1, self.ignore_label)
-        from pspnet.links.pspnet import MIN_INPUT_SIZE
         self.input_size = (check.integer(desc, 'input_size', MIN_INPUT_SIZE)
-                           if 'input_size' in desc else DEFAULT_INPUT_SIZE)
+                           if 'input_size' in desc else DESCRIPTION_INPUT_SIZE)
         self.iterations = (check.integer(desc, 'iterations', 1)
-                           if 'iterations' in desc else DEFAULT_ITERATIONS)
+                           if 'iterations' in desc else DESCRIPTION_ITERATIONS)
         if 'name' in desc:
             check.string(desc, 'name', 'the file')
         self.splits = {}
@@ -481,7 +485,6 @@ def _stamp(path):
 
 
 def _cache_path(signature):
-    from pspnet.cache import cache_directory
     return os.path.join(cache_directory('label_checks'), signature + '.json')
 
 
@@ -497,8 +500,6 @@ def _read_cache(path):
 def _write_cache(path, new):
     """Add the entries ``new`` to the cache file (under a lock: the MPI
     processes add their shares at the same time)."""
-    from pspnet.atomic import save_json_atomic
-    from pspnet.cache import cache_lock
     try:
         with cache_lock('label_checks'):
             cache = _read_cache(path)
@@ -518,7 +519,7 @@ def load_description(path):
         path (str): The ``.json`` file.
 
     Returns:
-        pspnet.datasets.registry.DatasetSpec: Named by the file's absolute
+        pspnet.datasets.spec.DatasetSpec: Named by the file's absolute
         path; ``reader(split, data_dir)`` returns a
         :class:`DescribedDataset` (``data_dir`` 'auto': paths relative to
         the file's folder, else to ``data_dir``). Loaded once per file
@@ -528,7 +529,6 @@ def load_description(path):
         UserError: The file is missing, not JSON, has an unknown key, a
         value of the wrong type, ... (one line naming the file).
     """
-    from pspnet.datasets.registry import DatasetSpec
     abspath = os.path.abspath(path)
     try:
         stamp = _stamp(abspath)

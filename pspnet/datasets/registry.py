@@ -1,6 +1,6 @@
 """What a dataset is, and the datasets by the names the scripts use.
 
-A :class:`DatasetSpec` holds every fact the scripts, the link, training,
+A :class:`~pspnet.datasets.spec.DatasetSpec` holds every fact the scripts, the link, training,
 the converter and the pictures need about a dataset: its classes (names
 and colours), how to read its splits, the input size PSPNet uses for it
 (inference input and training crop), the published training recipe's
@@ -18,6 +18,7 @@ from pspnet.datasets.ade20k import ADE20KSemanticSegmentationDataset
 from pspnet.datasets.ade20k_labels import ade20k_semantic_segmentation_label_colors  # NOQA
 from pspnet.datasets.ade20k_labels import ade20k_semantic_segmentation_label_names  # NOQA
 from pspnet.datasets import description
+from pspnet.datasets.spec import DatasetSpec
 from pspnet.datasets.cityscapes import CityscapesSemanticSegmentationDataset
 from pspnet.datasets.cityscapes_labels import cityscapes_semantic_segmentation_label_colors  # NOQA
 from pspnet.datasets.cityscapes_labels import cityscapes_semantic_segmentation_label_names  # NOQA
@@ -29,10 +30,6 @@ from pspnet.errors import UserError
 
 _URL_ROOT = 'https://chainercv-models.preferred.jp/'
 
-#: Input size of a model whose dataset is unknown (random weights, an
-#: ImageNet extractor, weights of an unknown class count).
-DEFAULT_INPUT_SIZE = 713
-
 #: ChainerCV's ImageNet-trained extractors (no classifier), per depth.
 EXTRACTOR_WEIGHTS = {
     50: _URL_ROOT + 'pspnet_resnet50_imagenet_trained_2018_11_26.npz',
@@ -41,50 +38,6 @@ EXTRACTOR_WEIGHTS = {
 
 #: Name of the extractor weights where a preset name is expected.
 EXTRACTOR_PRESET = 'imagenet'
-
-
-class DatasetSpec(collections.namedtuple('DatasetSpec', (
-        'name', 'label_names', 'label_colors', 'reader', 'input_size',
-        'iterations', 'weights', 'train_split', 'benchmark', 'test_split'),
-        defaults=('train', None, None))):
-    """The facts of one dataset.
-
-    Attributes:
-        name (str): The name of ``--dataset``.
-        label_names (tuple of str): Class names in class-id order; the class
-            count is their number.
-        label_colors (tuple): (R, G, B) colour of each class, ints in
-            [0, 255].
-        reader (callable): ``reader(split, data_dir)`` returns the split as
-            a :class:`pspnet.datasets.SegmentationDataset` (items
-            ``(img, label)``, label -1 where ignored); training reads
-            ``train_split``, evaluation ``'val'``.
-        input_size (int): Network input size (square) PSPNet uses for the
-            dataset, at inference and as training crop.
-        iterations (int or None): Iterations of the published training
-            recipe (batch 16); None where the project has no recipe.
-        weights (dict): Depth (50, 101) to the URL of published PSPNet
-            weights for the dataset; depths without are missing.
-        train_split (str): The split training reads (``'train'``;
-            ``'train_aug'`` for VOC).
-        benchmark (str or None): Whose prediction files and official
-            scores evaluation gives (``'cityscapes'``, ``'ade20k'``,
-            ``'voc'``, :mod:`pspnet.evaluations.prediction_files`); None:
-            class-index PNGs and ChainerCV's figures only.
-        test_split (str or None): The split of the benchmark's test
-            images, released without labels.
-    """
-
-    __slots__ = ()
-
-    @property
-    def n_class(self):
-        return len(self.label_names)
-
-    def get(self, split, data_dir='auto'):
-        """The ``split`` of the dataset read from ``data_dir`` (the reader
-        names the splits it has when it has no ``split``)."""
-        return self.reader(split, data_dir)
 
 
 DATASETS = collections.OrderedDict((spec.name, spec) for spec in (

@@ -14,6 +14,7 @@ from pspnet import inference
 from pspnet import pretrained as _pretrained
 from pspnet import precision
 from pspnet import prediction
+from pspnet.datasets.spec import MIN_INPUT_SIZE
 from pspnet.errors import UserError
 from pspnet.links.conv_2d_bn_activ import Conv2DBNActiv
 from pspnet.links.resnet import DilatedResNet
@@ -23,9 +24,6 @@ IMAGENET_MEAN = np.array(
     (123.68, 116.779, 103.939), dtype=np.float32)[:, None, None]
 
 PYRAMID_BINS = (6, 3, 2, 1)
-
-#: The smallest input size whose feature map has room for 6 x 6 bins.
-MIN_INPUT_SIZE = 48
 
 
 class PyramidPoolingModule(chainer.ChainList):
