@@ -232,7 +232,7 @@ def load_model(args):
 def main(argv=None):
     args = parse_args(argv)
     if args.input_size is not None:
-        memory.check_input_size(models.model_class(args.model)._n_layer,
+        memory.check_input_size(models.model_class(args.model).n_layer,
                                 args.input_size, gpu=args.gpu)
     if args.camera is not None:
         return run_camera(args)

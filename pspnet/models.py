@@ -50,12 +50,12 @@ def build_model(model='pspnet_resnet101', dataset=None, pretrained_model=None,
     spec = registry.lookup(dataset) if dataset is not None else None
     if pretrained_model is None:
         spec = spec or registry.lookup('cityscapes')
-        if cls._n_layer not in spec.weights and spec.name.endswith('.json'):
+        if cls.n_layer not in spec.weights and spec.name.endswith('.json'):
             raise UserError(
                 'a described dataset ({}) has no published weights; pass '
                 '--pretrained-model FILE.npz, such as the model_final.npz '
                 'of train_multi.py --dataset {}'.format(spec.name, spec.name))
-        if cls._n_layer not in spec.weights:
+        if cls.n_layer not in spec.weights:
             raise UserError(
                 'no published {0} weights; convert a caffemodel with '
                 'caffe2npz.py (pspnet101_VOC2012.caffemodel for voc) or train '
@@ -65,8 +65,8 @@ def build_model(model='pspnet_resnet101', dataset=None, pretrained_model=None,
     if pretrained_model == registry.EXTRACTOR_PRESET:
         raise UserError('the imagenet weights hold no classifier; pass '
                         '{} or a trained .npz file'.format(', '.join(
-                            registry.weight_presets(cls._n_layer)[:-1])))
-    plan = pretrained.resolve_weights(cls._n_layer, pretrained_model,
+                            registry.weight_presets(cls.n_layer)[:-1])))
+    plan = pretrained.resolve_weights(cls.n_layer, pretrained_model,
                                       input_size=input_size, dataset=spec)
     link = cls(pretrained_model=plan)
     link.dataset = plan.dataset

@@ -94,6 +94,9 @@ class PSPNet(chainer.Chain):
         initialW (callable): Initializer of the convolution weights.
 
     Attributes:
+        n_layer (int): Depth of the dilated ResNet extractor, 50 or 101 (a
+            class attribute of :class:`PSPNetResNet50` and
+            :class:`PSPNetResNet101`).
         scales (tuple of floats or None): Scales for multi-scale prediction;
             None predicts at the original scale only.
         flip (bool): Average every prediction with that of the horizontally
@@ -101,20 +104,20 @@ class PSPNet(chainer.Chain):
         mean (numpy.ndarray): (3, 1, 1) float32 mean subtracted from images.
     """
 
-    _n_layer = None
+    n_layer = None
 
     def __init__(self, n_class=None, pretrained_model=None, input_size=None,
                  initialW=None):
         super(PSPNet, self).__init__()
         if isinstance(pretrained_model, _pretrained.WeightPlan):
             plan = pretrained_model
-            if plan.n_layer != self._n_layer or n_class not in (
+            if plan.n_layer != self.n_layer or n_class not in (
                     None, plan.n_class) or input_size is not None:
                 raise ValueError('a WeightPlan fixes depth, n_class and '
                                  'input_size; pass neither of the latter')
         else:
             plan = _pretrained.resolve_weights(
-                self._n_layer, pretrained_model, n_class, input_size)
+                self.n_layer, pretrained_model, n_class, input_size)
         self.input_size = _as_size(plan.input_size)
         if initialW is None and plan.loads_every_array:
             # Every array is overwritten by the file: skip random init.
@@ -127,7 +130,7 @@ class PSPNet(chainer.Chain):
         self.mean = IMAGENET_MEAN
         feat_size = (self.input_size[0] // 8, self.input_size[1] // 8)
         with self.init_scope():
-            self.extractor = DilatedResNet(self._n_layer, initialW=initialW)
+            self.extractor = DilatedResNet(self.n_layer, initialW=initialW)
             self.ppm = PyramidPoolingModule(2048, feat_size,
                                             initialW=initialW)
             self.head_conv1 = Conv2DBNActiv(4096, 512, 3, 1, 1,
@@ -261,10 +264,10 @@ class PSPNet(chainer.Chain):
 class PSPNetResNet50(PSPNet):
     """PSPNet on a dilated ResNet50. See :class:`PSPNet`."""
 
-    _n_layer = 50
+    n_layer = 50
 
 
 class PSPNetResNet101(PSPNet):
     """PSPNet on a dilated ResNet101. See :class:`PSPNet`."""
 
-    _n_layer = 101
+    n_layer = 101

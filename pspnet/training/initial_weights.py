@@ -46,7 +46,7 @@ def load_initial_weights(model, pretrained_model):
         corrupt or unfitting file.
     """
     plan = pretrained.resolve_weights(
-        model._n_layer, pretrained_model, n_class=model.n_class,
+        model.n_layer, pretrained_model, n_class=model.n_class,
         input_size=model.input_size, training=True)
     if pretrained_model == 'none':
         warnings.warn(
