@@ -109,6 +109,13 @@ def open_video(path):
     if not os.path.exists(path):
         raise UserError('video {} does not exist; check the path'
                         .format(path))
+    try:
+        # OpenCV says only that it cannot open a file it may not read.
+        with open(path, 'rb') as f:
+            f.read(1)
+    except OSError as e:
+        raise UserError('cannot read video {}: {}; check its permissions'
+                        .format(path, e.strerror or e))
     with image_io.stderr_captured() as messages:
         capture = cv2.VideoCapture(path)
     if not capture.isOpened():
@@ -396,7 +403,14 @@ def segment_video(model, path, prefix, colors, mask=False,
                 for index, frame, why in frames(capture, n_frames):
                     if frame is not None and (frame.shape[1],
                                               frame.shape[0]) != size:
-                        frame, why = None, 'another size than the video'
+                        skipped.append(index)
+                        progress.write(
+                            'skipped: frame {} of {} is {}x{}, not the '
+                            'video\'s {}x{}'.format(
+                                index, path, frame.shape[1], frame.shape[0],
+                                size[0], size[1]), file=file)
+                        bar.update(1)
+                        continue
                     if frame is None:
                         skipped.append(index)
                         progress.write('skipped: frame {} of {} could not '

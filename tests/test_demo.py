@@ -1,5 +1,6 @@
 """demo.py end to end on generated images with small random weights."""
 
+import errno
 import os
 import subprocess
 import sys
@@ -278,3 +279,28 @@ def test_batch_failing_midway_removes_what_it_made(weights, tmp_path,
                    'images'])
     assert sorted(os.listdir(str(tmp_path / 'out'))) == ['im0_label.png']
     assert (tmp_path / 'out' / 'im0_label.png').read_bytes() != b'from before'
+
+
+@pytest.mark.parametrize('kind', ['label', 'color', 'overlay', 'figure'])
+def test_full_disk_says_so_and_leaves_nothing(weights, tmp_path,
+                                              monkeypatch, capsys, kind):
+    from pspnet import atomic
+    write_rgb(tmp_path / 'a.png', 30, 40)
+    write_atomic = atomic.write_atomic
+
+    def full_disk(path, write):
+        if path.endswith('_{}.png'.format(kind)):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_atomic(path, write)
+
+    monkeypatch.setattr(atomic, 'write_atomic', full_disk)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        demo.main(['--model', 'pspnet_resnet50', '--pretrained-model',
+                   weights, '--input-size', str(SIZE), '--output',
+                   'new/a', 'a.png'])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ['error: cannot write new/a_{}.png: {}; free some space on '
+                   'its disk'.format(kind, os.strerror(errno.ENOSPC))]
+    assert sorted(os.listdir(str(tmp_path))) == ['a.png']

@@ -1,6 +1,7 @@
 """demo.py on videos, progress bars in pipes, and what demo refuses before
 the model loads: generated clips, small random weights."""
 
+import errno
 import io
 import os
 import re
@@ -653,3 +654,59 @@ def test_video_line_tells_the_written_size():
             assert 'the last {} repeated'.format(padded) in line
         else:
             assert 'videos are' not in line
+
+
+def test_frame_label_that_cannot_be_written_names_its_place(model, tmp_path,
+                                                            monkeypatch):
+    write_clip(tmp_path / 'clip.avi', 3, (32, 24), 10, fourcc='MJPG')
+    write_atomic = atomic.write_atomic
+    calls = []
+
+    def full_disk(path, write):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_atomic(path, write)
+
+    monkeypatch.setattr(atomic, 'write_atomic', full_disk)
+    with pytest.raises(video.UserError) as e:
+        video.segment_video(model, str(tmp_path / 'clip.avi'),
+                            str(tmp_path / 'clip'), COLORS,
+                            frame_labels=True, file=io.StringIO())
+    assert str(e.value) == (
+        'cannot write {}: {}; free some space on its disk'.format(
+            tmp_path / 'clip_labels' / '000001.png',
+            os.strerror(errno.ENOSPC)))
+    assert sorted(os.listdir(str(tmp_path))) == ['clip.avi']
+
+
+def test_video_that_may_not_be_read_says_so(tmp_path, monkeypatch):
+    # (As root every file may be read: the refusal is simulated.)
+    write_clip(tmp_path / 'clip.avi', 1, (16, 16), 5, fourcc='MJPG')
+
+    def denied(path, mode='r'):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+
+    monkeypatch.setattr(video, 'open', denied, raising=False)
+    with pytest.raises(video.UserError, match='cannot read video .*clip.avi: '
+                       'Permission denied; check its permissions'):
+        video.open_video(str(tmp_path / 'clip.avi'))
+
+
+def test_frame_of_another_size_is_named_so(model, tmp_path, monkeypatch):
+    write_clip(tmp_path / 'clip.avi', 3, (32, 24), 10, fourcc='MJPG')
+    frames = video.frames
+
+    def resized(capture, n_frames=None):
+        for index, frame, why in frames(capture, n_frames):
+            if index == 1:
+                frame = cv2.resize(frame, (16, 12))
+            yield index, frame, why
+
+    monkeypatch.setattr(video, 'frames', resized)
+    stream = io.StringIO()
+    result = video.segment_video(model, str(tmp_path / 'clip.avi'),
+                                 str(tmp_path / 'clip'), COLORS, file=stream)
+    assert result['skipped'] == [1] and result['frames'] == 2
+    assert 'skipped: frame 1 of {} is 16x12, not the video\'s 32x24'.format(
+        tmp_path / 'clip.avi') in stream.getvalue()
