@@ -212,12 +212,16 @@ def _writer(path, fps, size):
 
 
 def _writer_opens(size, fps=DEFAULT_FPS):
-    """Whether OpenCV opens an ``mp4v`` writer of frame ``size`` (tried on
-    a file in a temporary folder, removed)."""
-    with tempfile.TemporaryDirectory(prefix='pspnet-') as folder:
-        writer = _writer(os.path.join(folder, 'probe.mp4'), fps, size)
-        opened = writer.isOpened()
-        writer.release()
+    """Whether OpenCV opens an ``mp4v`` writer of frame ``size`` at ``fps``
+    (tried on a file in a temporary folder, removed); None when there is
+    no temporary folder to try in."""
+    try:
+        with tempfile.TemporaryDirectory(prefix='pspnet-') as folder:
+            writer = _writer(os.path.join(folder, 'probe.mp4'), fps, size)
+            opened = writer.isOpened()
+            writer.release()
+    except OSError:
+        return None
     return opened
 
 
@@ -237,16 +241,20 @@ def check_writer(target, size, fps=DEFAULT_FPS):
             'cannot write {}: the frames are {}x{} and the mp4v encoder '
             'takes at most {} pixels a side; scale the video down to fit '
             'and pass that'.format(target, W, H, MAX_SIDE))
-    if _writer_opens(out, fps):
+    if _writer_opens(out, fps) is not False:
         return
     if not _writer_opens((64, 64)):
         raise UserError('cannot write {}: OpenCV\'s FFmpeg has no mp4v '
                         'encoder here; install opencv-python-headless from '
                         'PyPI'.format(target))
+    if not _writer_opens((64, 64), fps):
+        raise UserError('cannot write {}: OpenCV\'s mp4v writer refuses the '
+                        'frame rate of the video, {:g} fps; convert the video '
+                        'to a usual frame rate (such as 25 or 30) and pass '
+                        'that'.format(target, fps))
     raise UserError('cannot write {}: OpenCV\'s mp4v writer refuses frames '
-                    'of {}x{} (written as {}x{}) at {:g} fps; scale the video '
-                    'or change its frame rate and pass that'.format(
-                        target, W, H, out[0], out[1], fps))
+                    'of {}x{} (written as {}x{}); scale the video and pass '
+                    'that'.format(target, W, H, out[0], out[1]))
 
 
 def _open_writer(tmp_path, target, fps, size):

@@ -12,6 +12,7 @@ from PIL import Image
 
 import demo
 from random_weights import save_random_weights
+from pspnet import atomic
 from pspnet import datasets
 from pspnet import visualizations
 
@@ -284,7 +285,6 @@ def test_batch_failing_midway_removes_what_it_made(weights, tmp_path,
 @pytest.mark.parametrize('kind', ['label', 'color', 'overlay', 'figure'])
 def test_full_disk_says_so_and_leaves_nothing(weights, tmp_path,
                                               monkeypatch, capsys, kind):
-    from pspnet import atomic
     write_rgb(tmp_path / 'a.png', 30, 40)
     write_atomic = atomic.write_atomic
 

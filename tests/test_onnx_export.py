@@ -11,12 +11,16 @@ import errno
 import os
 import subprocess
 import sys
+import types
 
 import chainer
 import numpy as np
 import pytest
 
 import export_onnx
+from pspnet import atomic
+from pspnet import memory
+from pspnet import models
 from pspnet import onnx_export
 from pspnet import prediction
 from pspnet import PSPNetResNet101
@@ -375,8 +379,6 @@ def _no_model(*args, **kwargs):
 @pytest.mark.parametrize('depth', [50, 101])
 def test_input_size_that_cannot_fit_refused_before_model_load(
         depth, tmp_path, capsys, monkeypatch):
-    from pspnet import memory
-    from pspnet import models
     rng = np.random.RandomState(depth)
     monkeypatch.setattr(memory, '_resident_bytes', lambda: 0)
     model = 'pspnet_resnet{}'.format(depth)
@@ -416,7 +418,6 @@ def test_default_input_size_that_cannot_fit_refused(weights, tmp_path,
                                                     capsys, monkeypatch):
     # No --input-size: the weights' dataset's (cityscapes: 713) is checked
     # once the model is built, before the export.
-    from pspnet import memory
     monkeypatch.setattr(memory, 'available_bytes', lambda: 1e9)
     monkeypatch.setattr(memory, '_resident_bytes', lambda: 0)
     monkeypatch.setattr(onnx_export, 'to_onnx', _no_model)
@@ -459,9 +460,6 @@ class _Graph(object):
                                    'write'])
 def test_out_of_memory_anywhere_in_the_export_is_one_line(
         where, tmp_path, capsys, monkeypatch):
-    import types
-    from pspnet import atomic
-    from pspnet import models
 
     def out_of_memory(*args, **kwargs):
         raise MemoryError()

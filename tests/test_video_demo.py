@@ -54,12 +54,13 @@ def write_clip(path, n_frames, size, fps, fourcc='mp4v', seed=0):
     writer.release()
 
 
-def write_y4m(path, frames):
-    """A YUV4MPEG2 clip (4:4:4, 10 fps) of (H, W, 3) uint8 BGR frames: any
-    size, odd or 1 pixel, which OpenCV's writers cannot all make."""
+def write_y4m(path, frames, rate='10:1'):
+    """A YUV4MPEG2 clip (4:4:4, ``rate`` frames per second as a ratio) of
+    (H, W, 3) uint8 BGR frames: any size, odd or 1 pixel, which OpenCV's
+    writers cannot all make."""
     H, W = frames[0].shape[:2]
     with open(str(path), 'wb') as f:
-        f.write('YUV4MPEG2 W{} H{} F10:1 Ip A1:1 C444\n'.format(W, H)
+        f.write('YUV4MPEG2 W{} H{} F{} Ip A1:1 C444\n'.format(W, H, rate)
                 .encode('ascii'))
         for frame in frames:
             ycrcb = cv2.cvtColor(frame, cv2.COLOR_BGR2YCrCb)
@@ -496,7 +497,8 @@ def test_largest_sides_the_writer_takes():
     assert not video._writer_opens((2, video.MAX_SIDE + 2))
 
 
-@pytest.mark.parametrize('case', ['no encoder', 'size refused'])
+@pytest.mark.parametrize('case', ['no encoder', 'size refused',
+                                  'frame rate refused'])
 def test_writer_refusal_names_the_target_and_the_cause(model, tmp_path,
                                                        monkeypatch, case):
     write_clip(tmp_path / 'clip.avi', 2, (40, 32), 10, fourcc='MJPG')
@@ -504,10 +506,14 @@ def test_writer_refusal_names_the_target_and_the_cause(model, tmp_path,
     if case == 'no encoder':
         monkeypatch.setattr(video, '_writer_opens', lambda *a, **k: False)
         expected = 'OpenCV\'s FFmpeg has no mp4v encoder'
-    else:
+    elif case == 'size refused':
         monkeypatch.setattr(video, '_writer_opens', lambda size, fps=25.0:
                             size == (64, 64) and opens(size, fps))
         expected = 'refuses frames of 40x32'
+    else:
+        monkeypatch.setattr(video, '_writer_opens', lambda size, fps=25.0:
+                            fps != 10 and opens(size, fps))
+        expected = 'refuses the frame rate of the video, 10 fps'
     with pytest.raises(video.UserError) as e:
         video.segment_video(model, str(tmp_path / 'clip.avi'),
                             str(tmp_path / 'o' / 'clip'), COLORS, mask=True,
@@ -710,3 +716,22 @@ def test_frame_of_another_size_is_named_so(model, tmp_path, monkeypatch):
     assert result['skipped'] == [1] and result['frames'] == 2
     assert 'skipped: frame 1 of {} is 16x12, not the video\'s 32x24'.format(
         tmp_path / 'clip.avi') in stream.getvalue()
+
+
+def test_frame_rate_the_writer_refuses_before_model_load(tmp_path,
+                                                         monkeypatch, capsys):
+    # 99999/100 fps: OpenCV's mp4v writer does not open (measured with
+    # opencv-python-headless 4.10; 999.9 and 1001 it takes).
+    write_y4m(tmp_path / 'fast.y4m', [np.zeros((16, 16, 3), np.uint8)],
+              rate='99999:100')
+    monkeypatch.setattr(models, 'build_model', _no_model)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        demo.main(['fast.y4m'])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ['error: cannot write {}: OpenCV\'s mp4v writer refuses the '
+                   'frame rate of the video, 999.99 fps; convert the video to '
+                   'a usual frame rate (such as 25 or 30) and pass that'
+                   .format(os.path.join('result', 'fast_overlay.mp4'))]
+    assert sorted(os.listdir(str(tmp_path))) == ['fast.y4m']
