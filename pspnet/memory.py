@@ -11,6 +11,7 @@ plain-path estimate is compared with the GPU's memory.
 import os
 
 from pspnet.errors import UserError
+from pspnet.links.pspnet import MIN_INPUT_SIZE
 
 #: ``(constant bytes, bytes per input pixel)`` of the peak growth during
 #: one prediction, per path and depth: ``python
@@ -168,13 +169,16 @@ def check_input_size(depth, input_size, gpu=-1, fast=True, path=None):
     need = estimate_bytes(depth, input_size, path=path)
     if need <= limit:
         return
+    largest = largest_input_size(depth, limit, path=path)
     raise UserError(
         '--input-size {} needs about {} of memory for ResNet{} ({}), more '
-        'than the {} {} has; use at most --input-size {} (the presets use '
-        '713 and 473)'.format(
+        'than the {} {} has; {}'.format(
             input_size, _format(need), depth, PATH_NAMES[path],
             _format(limit), where,
-            largest_input_size(depth, limit, path=path)))
+            'use at most --input-size {} (the presets use 713 and 473)'
+            .format(largest) if largest >= MIN_INPUT_SIZE else
+            'not even the smallest, {}, fits: close other programs or use '
+            'a machine with more memory'.format(MIN_INPUT_SIZE)))
 
 
 def image_bytes(shape, n_class, scales=None):

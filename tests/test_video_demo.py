@@ -287,6 +287,23 @@ def test_largest_input_size_is_the_limit(monkeypatch, depth, fast):
             memory.check_input_size(depth, largest + 1, fast=fast)
 
 
+@pytest.mark.parametrize('path', ['fast', 'plain', 'export'])
+def test_memory_too_small_for_any_input_size(path, monkeypatch):
+    rng = np.random.RandomState(len(path))
+    monkeypatch.setattr(memory, '_resident_bytes', lambda: 0)
+    for depth in (50, 101):
+        # Memory below what the smallest input size needs.
+        smallest = memory.estimate_bytes(depth, 48, path=path)
+        limit = rng.uniform(0.1, 0.99) * smallest
+        monkeypatch.setattr(memory, 'available_bytes',
+                            lambda: limit / memory.USABLE_FRACTION)
+        with pytest.raises(memory.UserError, match='not even the smallest, 48, '
+                           'fits: close other programs') as e:
+            memory.check_input_size(depth, int(rng.randint(48, 1000)),
+                                    path=path)
+        assert 'at most' not in str(e.value)
+
+
 def test_estimates_grow_with_input_size():
     sizes = [97, 473, 713, 2000]
     for depth in (50, 101):
