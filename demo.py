@@ -18,14 +18,20 @@ folder of images, or an ``--output`` ending in ``/``, ``--output`` is a
 folder (default ``result``) and each image's files are
 ``<folder>/<image name without extension>_*.png`` (images of the same name
 get the extension and then a number appended). In a batch, unreadable
-images are skipped with a message and the exit status is 2 at the end.
+images are skipped with a message and the exit status is 2 at the end;
+when none can be read, nothing is written. Folders are created only for
+outputs, and a failed run removes the files and folders it created.
 
 A video file (by its extension, :data:`pspnet.video.VIDEO_EXTENSIONS`) is
-segmented frame by frame into ``PREFIX_overlay.mp4`` (the same size and
-frame rate), with ``--video-mask`` also ``PREFIX_color.mp4`` and with
-``--frame-labels`` a folder ``PREFIX_labels`` of one label PNG per frame;
-frames that cannot be decoded are skipped and counted (exit status 2 at
-the end). ``--camera N`` segments camera N live in a window.
+segmented frame by frame into ``PREFIX_overlay.mp4`` (the same frame rate
+and size; the mp4v encoder takes only even sizes, so an odd width or
+height is written one larger, a copy of the last column or row: pixel
+(x, y) is always the frame's and its label PNG's), with ``--video-mask``
+also ``PREFIX_color.mp4`` and with ``--frame-labels`` a folder
+``PREFIX_labels`` of one label PNG per frame (``000000.png``, ...; the
+folder of an earlier run is replaced whole, one holding anything else is
+refused); frames that cannot be decoded are skipped and counted (exit
+status 2 at the end). ``--camera N`` segments camera N live in a window.
 """
 
 import os
@@ -82,7 +88,8 @@ def parse_args(argv=None):
                         'PREFIX_color.mp4')
     parser.add_argument('--frame-labels', action='store_true',
                         help='for a video, also write each frame\'s class '
-                        'ids as PREFIX_labels/NNNNNN.png')
+                        'ids as PREFIX_labels/NNNNNN.png (replacing that '
+                        'folder of an earlier run)')
     parser.add_argument('--camera', type=flags.non_negative_int,
                         metavar='N', help='segment camera N (0 is the first) '
                         'live in a window, until q or Esc')
@@ -184,10 +191,8 @@ def check_outputs(prefixes, items, args=None):
     for prefix, path in zip(prefixes, items):
         for kind, out in sorted(item_outputs(prefix, path, args).items()):
             if kind == 'labels':
-                if os.path.exists(out) and not os.path.isdir(out):
-                    raise UserError('{} is a file; the frame labels go in a '
-                                    'folder of that name: move it or pass '
-                                    'another --output'.format(out))
+                # A file, a link, or a folder with files of the user's.
+                video.frame_labels_in(out)
             elif os.path.isdir(out):
                 raise UserError('{} is a folder; move it or pass another '
                                 '--output'.format(out))
@@ -245,19 +250,18 @@ def main(argv=None):
     prefixes, to_folder = output_prefixes(items, args.images, args.output)
     check_outputs(prefixes, items, args)
     plt = _pyplot_for_show() if args.show else None
-    # Read a single image, or open a single video, before the slow model
-    # load, to fail fast.
+    # Read a single image, or open a single video and check that its
+    # videos can be written, before the slow model load, to fail fast.
     first_img = None
     if len(items) == 1:
         if videos:
-            video.open_video(items[0])[0].release()
+            check_video_outputs(items[0], prefixes[0], args)
         else:
             first_img = image_io.read_image(items[0])
 
+    # Folders are made when the first output goes in them, and removed
+    # again (when empty) if the run fails or nothing could be written.
     created_folders = []
-    for folder in sorted({os.path.dirname(p) for p in prefixes}):
-        if folder:
-            created_folders += atomic.make_folders(folder)
     created_files = []
     try:
         model = load_model(args)
@@ -268,37 +272,23 @@ def main(argv=None):
                            disable=len(items) == 1 or bool(videos))
         for path, prefix in zip(items, prefixes):
             outputs = item_outputs(prefix, path, args)
-            created_files += [p for p in outputs.values()
-                              if not os.path.exists(p)]
-            if video.is_video(path):
-                try:
+            new_files = [p for p in outputs.values()
+                         if not os.path.lexists(p)]
+            folder = os.path.dirname(prefix)
+            try:
+                if video.is_video(path):
+                    created_folders += atomic.make_folders(folder or '.')
+                    created_files += new_files
                     result = video.segment_video(
                         model, path, prefix, colors, args.video_mask,
                         args.frame_labels, gpu=args.gpu)
-                except UserError as e:
-                    if len(items) == 1:
-                        raise
-                    progress.write('skipped: {}'.format(e))
-                    failed.append(path)
-                    continue
-                skipped_frames += len(result['skipped'])
-                print('wrote {} ({} frames{}, {}x{}, {:g} fps){}'.format(
-                    ', '.join(result['paths'][k] for k in
-                              ('overlay', 'color', 'labels')
-                              if k in result['paths']),
-                    result['frames'], ', {} skipped'.format(
-                        len(result['skipped'])) if result['skipped'] else '',
-                    result['size'][0], result['size'][1], result['fps'],
-                    '' if not result['skipped'] else
-                    ': frame{} {} could not be decoded'.format(
-                        's' if len(result['skipped']) > 1 else '',
-                        _ranges(result['skipped']))))
-                continue
-            try:
-                img = first_img if first_img is not None \
-                    else image_io.read_image(path)
-                paths = segment(model, img, names, colors, prefix, plt,
-                                args.gpu, path)
+                else:
+                    img = first_img if first_img is not None \
+                        else image_io.read_image(path)
+                    created_folders += atomic.make_folders(folder or '.')
+                    created_files += new_files
+                    paths = segment(model, img, names, colors, prefix, plt,
+                                    args.gpu, path)
             except UserError as e:
                 if len(items) == 1:
                     raise
@@ -306,11 +296,20 @@ def main(argv=None):
                 failed.append(path)
                 bar.update(1)
                 continue
+            if video.is_video(path):
+                skipped_frames += len(result['skipped'])
+                print(video_line(result))
+                continue
             bar.update(1)
             if not to_folder:
                 print('wrote {} (class ids), {}, {}, {}'.format(
                     *[paths[kind] for kind in OUTPUTS]))
         bar.close()
+        if failed and len(failed) == len(items):
+            raise UserError(
+                'none of the {} {} could be read (see the skipped lines '
+                'above); nothing was written; fix or remove them'.format(
+                    len(items), 'inputs' if videos else 'images'))
     except KeyboardInterrupt:
         # Finished outputs stay (complete files); unfinished ones were never
         # renamed into place, and folders left empty go.
@@ -320,8 +319,8 @@ def main(argv=None):
         atomic.remove_created(created_files, created_folders)
         raise
     images = [p for p in items if not video.is_video(p)]
-    if to_folder and images:
-        done = len(images) - len([p for p in failed if p in images])
+    done = len(images) - len([p for p in failed if p in images])
+    if to_folder and done:
         print('wrote {} for {} image(s) to {}'.format(
             ', '.join('<name>_{}.png'.format(kind) for kind in OUTPUTS),
             done, os.path.dirname(prefixes[0]) or '.'))
@@ -337,6 +336,46 @@ def main(argv=None):
                         .format(skipped_frames))
     if problems:
         raise UserError('; '.join(problems))
+
+
+def check_video_outputs(path, prefix, args):
+    """Before the model loads: the video opens, and its videos can be
+    written at its frame size."""
+    capture, fps, size, _ = video.open_video(path)
+    capture.release()
+    outputs = video.output_paths(prefix, args.video_mask, args.frame_labels)
+    for kind in ('overlay', 'color'):
+        if kind in outputs:
+            video.check_writer(outputs[kind], size, fps)
+
+
+def video_line(result):
+    """What demo prints for a written video."""
+    paths = result['paths']
+    W, H = result['size']
+    padded = ''
+    if result['written_size'] != (W, H):
+        padded = ('; the videos are {}x{}: mp4v takes only even sizes, so '
+                  'the last {} {} repeated'.format(
+                      result['written_size'][0], result['written_size'][1],
+                      ' and '.join(side for side, odd in
+                                   (('column', W % 2), ('row', H % 2))
+                                   if odd),
+                      'are' if W % 2 and H % 2 else 'is'))
+    labels = ''
+    if 'labels' in paths:
+        labels = ', ' + paths['labels'] + (
+            ' (replacing the {} frame labels of an earlier run)'.format(
+                result['replaced_labels']) if result['replaced_labels']
+            else '')
+    skipped = result['skipped']
+    return 'wrote {}{}{} ({} frames{}, {}x{}, {:g} fps{}){}'.format(
+        paths['overlay'], ', ' + paths['color'] if 'color' in paths else '',
+        labels, result['frames'],
+        ', {} skipped'.format(len(skipped)) if skipped else '', W, H,
+        result['fps'], padded, '' if not skipped else
+        ': frame{} {} could not be decoded'.format(
+            's' if len(skipped) > 1 else '', _ranges(skipped)))
 
 
 def _ranges(indices):

@@ -17,6 +17,7 @@ ONNX"). Needs onnx below 1.19 (``pip install -r requirements-extras.txt``);
 
 from pspnet import atomic
 from pspnet import flags
+from pspnet import memory
 from pspnet import models
 from pspnet import onnx_export
 from pspnet.cli import ArgumentParser
@@ -57,8 +58,16 @@ def main(argv=None):
     if args.check:
         onnx_export.require_onnxruntime()
     atomic.check_target(args.output, '.onnx file')
-    model = models.build_model(args.model, args.dataset,
-                               args.pretrained_model, args.input_size)
+    depth = models.model_class(args.model)._n_layer
+    if args.input_size is not None:
+        memory.check_input_size(depth, args.input_size, path='export')
+    try:
+        model = models.build_model(args.model, args.dataset,
+                                   args.pretrained_model, args.input_size)
+    except MemoryError:
+        raise onnx_export.out_of_memory(args.output, args.input_size)
+    # The default input size (the dataset's) is known once the model is.
+    memory.check_input_size(depth, model.input_size[0], path='export')
     _, check = onnx_export.export(model, args.output, check=args.check)
     if check:
         print('onnxruntime against Chainer on a random image: logits within '

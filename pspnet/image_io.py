@@ -197,9 +197,10 @@ def _write(path, array):
             raise OSError('OpenCV could not encode it')
         atomic.write_atomic(path, lambda f: f.write(data.tobytes()))
     except (OSError, cv2.error) as e:
-        raise UserError('cannot write {}: {}; pass an --output in a '
-                        'writable folder'.format(
-                            path, getattr(e, 'strerror', None) or e))
+        raise UserError('cannot write {}: {}; {}'.format(
+            path, getattr(e, 'strerror', None) or e,
+            'free some space on its disk' if atomic.is_disk_full(e)
+            else 'pass an --output in a writable folder'))
 
 
 def write_image(path, img):

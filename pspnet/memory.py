@@ -11,6 +11,7 @@ plain-path estimate is compared with the GPU's memory.
 import os
 
 from pspnet.errors import UserError
+from pspnet.links.pspnet import MIN_INPUT_SIZE
 
 #: ``(constant bytes, bytes per input pixel)`` of the peak growth during
 #: one prediction, per path and depth: ``python
@@ -34,12 +35,27 @@ from pspnet.errors import UserError
 #: dominate); Chainer's plain path unfolds every convolution into an
 #: im2col buffer: about ten times as much. Estimated at 713: 0.6 GB fast,
 #: 5.4 GB plain.
+#:
+#: The ONNX export (``export``: :func:`pspnet.onnx_export.export`, with
+#: ``check=True``, the larger) keeps every activation of the traced
+#: forward pass, the graph (a copy of the weights) and its serialized
+#: bytes; measured the same way (the peak growth over the model's
+#: resident memory, random weights, 19 classes, same machine):
+#: R50 at 97, 193, 289, 385, 577: 1132, 1364, 1741, 2453, 4621 MB;
+#: R101 at 97, 193, 289, 385, 481: 1418, 1831, 2504, 3633, 5071 MB; the
+#: fit (relative least squares) within 6 % of each.
 PEAK_GROWTH = {
     ('fast', 50): (81.1e6, 989.0),
     ('fast', 101): (81.1e6, 989.0),
     ('plain', 50): (27.3e6, 11047.0),
     ('plain', 101): (51.1e6, 10627.0),
+    ('export', 50): (1041.4e6, 10662.0),
+    ('export', 101): (1304.3e6, 16840.0),
 }
+
+#: What the paths of :data:`PEAK_GROWTH` are, for messages.
+PATH_NAMES = {'fast': 'fast CPU path', 'plain': 'plain path',
+              'export': 'ONNX export'}
 
 #: Factor on the fitted growth, for the scatter of the measurements.
 MARGIN = 1.1
@@ -54,19 +70,31 @@ MODEL_RESIDENT = {50: 389e6, 101: 541e6}
 USABLE_FRACTION = 0.9
 
 
-def estimate_bytes(depth, input_size, fast=True):
-    """Peak memory of a process predicting at ``input_size``.
+def _path(fast, path):
+    if path is None:
+        return 'fast' if fast else 'plain'
+    if path not in PATH_NAMES:
+        raise ValueError('path must be one of {}, not {!r}'.format(
+            ', '.join(sorted(PATH_NAMES)), path))
+    return path
+
+
+def estimate_bytes(depth, input_size, fast=True, path=None):
+    """Peak memory of a process predicting (or exporting) at
+    ``input_size``.
 
     Args:
         depth (int): 50 or 101.
         input_size (int): The network input size S (windows are S x S).
         fast (bool): The fast CPU path (else Chainer's plain path).
+        path (str or None): ``'fast'``, ``'plain'`` or ``'export'`` (the
+            ONNX export); None for the one ``fast`` says.
 
     Returns:
         float: Bytes: the model's resident memory and the prediction's
         buffers.
     """
-    a, b = PEAK_GROWTH['fast' if fast else 'plain', depth]
+    a, b = PEAK_GROWTH[_path(fast, path), depth]
     return MODEL_RESIDENT[depth] + MARGIN * (a + b * float(input_size) ** 2)
 
 
@@ -95,10 +123,10 @@ def _gpu_bytes(gpu):
         return None
 
 
-def largest_input_size(depth, limit, fast=True):
+def largest_input_size(depth, limit, fast=True, path=None):
     """The largest input size whose :func:`estimate_bytes` is within
     ``limit`` bytes (0 if none)."""
-    a, b = PEAK_GROWTH['fast' if fast else 'plain', depth]
+    a, b = PEAK_GROWTH[_path(fast, path), depth]
     room = (limit - MODEL_RESIDENT[depth]) / MARGIN - a
     return int((room / b) ** 0.5) if room > 0 and b > 0 else 0
 
@@ -110,7 +138,7 @@ def _format(n):
     return '{:.0f} kB'.format(n / 1e3)
 
 
-def check_input_size(depth, input_size, gpu=-1, fast=True):
+def check_input_size(depth, input_size, gpu=-1, fast=True, path=None):
     """Refuse an input size whose buffers cannot fit, before the model is
     built.
 
@@ -118,13 +146,19 @@ def check_input_size(depth, input_size, gpu=-1, fast=True):
     :func:`available_bytes` plus what the process already holds; on a GPU
     the plain path's estimate with the GPU's memory.
 
+    Args:
+        depth, input_size, fast, path: As :func:`estimate_bytes` (the
+            ``'export'`` path runs on the CPU; ``gpu`` is ignored then).
+        gpu (int): The GPU of the prediction, negative for the CPU.
+
     Raises:
         UserError: One line with the estimate, the memory there is and the
         largest input size that fits.
     """
-    if gpu >= 0:
+    path = _path(fast, path)
+    if gpu >= 0 and path != 'export':
         limit = _gpu_bytes(gpu)
-        fast, where = False, 'GPU {}'.format(gpu)
+        path, where = 'plain', 'GPU {}'.format(gpu)
     else:
         limit = available_bytes()
         where = 'this machine'
@@ -132,16 +166,19 @@ def check_input_size(depth, input_size, gpu=-1, fast=True):
             limit = limit * USABLE_FRACTION + _resident_bytes()
     if limit is None:
         return
-    need = estimate_bytes(depth, input_size, fast)
+    need = estimate_bytes(depth, input_size, path=path)
     if need <= limit:
         return
+    largest = largest_input_size(depth, limit, path=path)
     raise UserError(
-        '--input-size {} needs about {} of memory for ResNet{} ({} '
-        'path), more than the {} {} has; use at most --input-size {} (the '
-        'presets use 713 and 473)'.format(
-            input_size, _format(need), depth, 'fast CPU' if fast else
-            'plain', _format(limit), where,
-            largest_input_size(depth, limit, fast)))
+        '--input-size {} needs about {} of memory for ResNet{} ({}), more '
+        'than the {} {} has; {}'.format(
+            input_size, _format(need), depth, PATH_NAMES[path],
+            _format(limit), where,
+            'use at most --input-size {} (the presets use 713 and 473)'
+            .format(largest) if largest >= MIN_INPUT_SIZE else
+            'not even the smallest, {}, fits: close other programs or use '
+            'a machine with more memory'.format(MIN_INPUT_SIZE)))
 
 
 def image_bytes(shape, n_class, scales=None):

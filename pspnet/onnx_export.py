@@ -245,18 +245,31 @@ def export(model, path, converters=None, check=False):
     if check:
         require_onnxruntime()
     atomic.check_target(path, '.onnx file')
-    graph = to_onnx(model, converters)
-    data = graph.SerializeToString()
-    result = None
-    if check:
-        rng = np.random.RandomState(0)
-        result = check_graph(model, data, rng.uniform(
-            0, 255, (1, 3) + tuple(model.input_size)).astype(np.float32))
     try:
-        atomic.write_atomic(path, lambda f: f.write(data))
-    except OSError as e:
-        raise atomic.write_error(path, e)
+        graph = to_onnx(model, converters)
+        data = graph.SerializeToString()
+        result = None
+        if check:
+            rng = np.random.RandomState(0)
+            result = check_graph(model, data, rng.uniform(
+                0, 255, (1, 3) + tuple(model.input_size)).astype(np.float32))
+        try:
+            atomic.write_atomic(path, lambda f: f.write(data))
+        except OSError as e:
+            raise atomic.write_error(path, e)
+    except MemoryError:
+        raise out_of_memory(path, model.input_size[0])
     return graph, result
+
+
+def out_of_memory(path, input_size=None):
+    """The :class:`~pspnet.errors.UserError` of a ``MemoryError`` while
+    exporting to ``path`` (nothing is written then)."""
+    return UserError(
+        'out of memory exporting {}{}; nothing was written; use a smaller '
+        '--input-size, or close other programs'.format(
+            path, '' if input_size is None else
+            ' at input size {}'.format(input_size)))
 
 
 def read_metadata(graph):

@@ -2,9 +2,16 @@
 
 A video is read with ``cv2.VideoCapture`` (anything OpenCV's FFmpeg
 reads) and written with ``cv2.VideoWriter`` as MPEG-4 part 2 (``mp4v``)
-in an ``.mp4`` file of the same frame size and rate. Outputs appear only
-once complete (:mod:`pspnet.atomic`): an interrupted or failed run leaves
-nothing. Frames OpenCV cannot decode are skipped and counted.
+in an ``.mp4`` file of the same frame rate and, for even widths and
+heights, the same frame size. OpenCV's FFmpeg writer takes only even
+sizes (for any codec it drops the last column or row of an odd size), so
+a frame of odd width or height is written padded by one column or row,
+a copy of its last (:func:`written_size`): pixel (x, y) of a written frame
+is always pixel (x, y) of the input frame and of its label PNG. Written
+files are read back: one that does not hold every frame (a full disk) is
+an error. Outputs appear only once complete (:mod:`pspnet.atomic`): an
+interrupted or failed run leaves nothing. Frames OpenCV cannot decode are
+skipped and counted.
 
 Frames are (3, H, W) float32 RGB arrays in [0, 255], as images everywhere
 in this package; OpenCV's are (H, W, 3) uint8 BGR.
@@ -12,7 +19,9 @@ in this package; OpenCV's are (H, W, 3) uint8 BGR.
 
 import math
 import os
+import re
 import sys
+import tempfile
 import time
 
 import cv2
@@ -36,6 +45,17 @@ DEFAULT_FPS = 25.0
 
 #: Reads that may fail in a row before the video is taken to end there.
 MAX_FAILED_READS = 10
+
+#: FourCC of the written videos.
+FOURCC = 'mp4v'
+
+#: Largest side of a frame the ``mp4v`` encoder takes (MPEG-4 part 2
+#: codes sides in 13 bits; FFmpeg refuses 8191 and above, measured with
+#: opencv-python-headless 4.10). Odd sides are padded to even first.
+MAX_SIDE = 8190
+
+#: Names of the files a frame-label folder holds (``000000.png``, ...).
+FRAME_LABEL_NAME = re.compile(r'^\d{6,}\.png$')
 
 
 def is_video(path):
@@ -89,6 +109,13 @@ def open_video(path):
     if not os.path.exists(path):
         raise UserError('video {} does not exist; check the path'
                         .format(path))
+    try:
+        # OpenCV says only that it cannot open a file it may not read.
+        with open(path, 'rb') as f:
+            f.read(1)
+    except OSError as e:
+        raise UserError('cannot read video {}: {}; check its permissions'
+                        .format(path, e.strerror or e))
     with image_io.stderr_captured() as messages:
         capture = cv2.VideoCapture(path)
     if not capture.isOpened():
@@ -161,14 +188,151 @@ def frames(capture, n_frames=None, max_failed=MAX_FAILED_READS):
             yield i, None, 'the file ends before it: truncated'
 
 
-def _open_writer(path, fps, size, what):
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'mp4v'), fps,
-                             size)
+def written_size(size):
+    """The frame size written for frames of ``size`` (W, H): each odd side
+    one larger (OpenCV's FFmpeg writer takes only even sizes)."""
+    W, H = size
+    return W + W % 2, H + H % 2
+
+
+def pad_frame(frame):
+    """An (H, W, 3) frame padded to :func:`written_size` by a copy of its
+    last column and row."""
+    H, W = frame.shape[:2]
+    if not H % 2 and not W % 2:
+        return frame
+    return cv2.copyMakeBorder(frame, 0, H % 2, 0, W % 2,
+                              cv2.BORDER_REPLICATE)
+
+
+def _writer(path, fps, size):
+    with image_io.stderr_captured():
+        return cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*FOURCC), fps,
+                               size)
+
+
+def _writer_opens(size, fps=DEFAULT_FPS):
+    """Whether OpenCV opens an ``mp4v`` writer of frame ``size`` at ``fps``
+    (tried on a file in a temporary folder, removed); None when there is
+    no temporary folder to try in."""
+    try:
+        with tempfile.TemporaryDirectory(prefix='pspnet-') as folder:
+            writer = _writer(os.path.join(folder, 'probe.mp4'), fps, size)
+            opened = writer.isOpened()
+            writer.release()
+    except OSError:
+        return None
+    return opened
+
+
+def check_writer(target, size, fps=DEFAULT_FPS):
+    """Check, before the model loads, that the video ``target`` can be
+    written with frames of ``size`` (W, H): OpenCV opens an ``mp4v``
+    writer of its :func:`written_size`.
+
+    Raises:
+        UserError: The size is beyond what ``mp4v`` takes, or this
+        OpenCV has no ``mp4v`` encoder; the message names ``target``.
+    """
+    W, H = size
+    out = written_size(size)
+    if max(out) > MAX_SIDE:
+        raise UserError(
+            'cannot write {}: the frames are {}x{} and the mp4v encoder '
+            'takes at most {} pixels a side; scale the video down to fit '
+            'and pass that'.format(target, W, H, MAX_SIDE))
+    if _writer_opens(out, fps) is not False:
+        return
+    if not _writer_opens((64, 64)):
+        raise UserError('cannot write {}: OpenCV\'s FFmpeg has no mp4v '
+                        'encoder here; install opencv-python-headless from '
+                        'PyPI'.format(target))
+    if not _writer_opens((64, 64), fps):
+        raise UserError('cannot write {}: OpenCV\'s mp4v writer refuses the '
+                        'frame rate of the video, {:g} fps; convert the video '
+                        'to a usual frame rate (such as 25 or 30) and pass '
+                        'that'.format(target, fps))
+    raise UserError('cannot write {}: OpenCV\'s mp4v writer refuses frames '
+                    'of {}x{} (written as {}x{}); scale the video and pass '
+                    'that'.format(target, W, H, out[0], out[1]))
+
+
+def _open_writer(tmp_path, target, fps, size):
+    """A writer of frames of :func:`written_size` into ``tmp_path``, the
+    temporary file of ``target`` (which messages name)."""
+    writer = _writer(tmp_path, fps, written_size(size))
     if not writer.isOpened():
-        raise UserError('cannot write the {} video {}: OpenCV\'s FFmpeg has '
-                        'no mp4v encoder here; install opencv-python-headless '
-                        'from PyPI'.format(what, path))
+        writer.release()
+        check_writer(target, size, fps)  # says why
+        raise UserError('cannot write {}: OpenCV could not open a video '
+                        'writer there; pass another --output'.format(target))
     return writer
+
+
+def _check_written(tmp_path, target, size, frames):
+    """Read a finished video back: it must hold ``frames`` frames of
+    :func:`written_size`. (OpenCV's writer reports no error: on a full
+    disk it leaves a file without its index.)
+
+    Raises:
+        UserError: Naming ``target``.
+    """
+    with image_io.stderr_captured():
+        capture = cv2.VideoCapture(tmp_path)
+    try:
+        got = (int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
+               int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+               int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))) \
+            if capture.isOpened() else None
+    finally:
+        capture.release()
+    if got == (frames,) + written_size(size):
+        return
+    raise UserError(
+        'could not write {}: the file OpenCV wrote {}, not {} frames of '
+        '{}x{} (a full disk or a file size limit); nothing was written; '
+        'free some space on its disk or pass another --output'.format(
+            target, 'cannot be read back' if got is None else
+            'holds {} frames of {}x{}'.format(*got), frames,
+            *written_size(size)))
+
+
+def frame_labels_in(path):
+    """The frame-label PNGs an earlier run left in the folder ``path``
+    (which :func:`segment_video` replaces whole).
+
+    Returns:
+        int or None: How many; None when ``path`` does not exist.
+
+    Raises:
+        UserError: ``path`` is a file or a link, or holds anything else
+        than frame-label PNGs (``NNNNNN.png``): files of the user's.
+    """
+    if not os.path.lexists(path):
+        return None
+    if os.path.islink(path) or not os.path.isdir(path):
+        raise UserError('{} is a {}; the frame labels go in a folder of that '
+                        'name: move it or pass another --output'.format(
+                            path, 'link' if os.path.islink(path) else 'file'))
+    try:
+        names = sorted(os.listdir(path))
+    except OSError as e:
+        raise UserError('cannot read the frame-label folder {} ({}); check '
+                        'its permissions or pass another --output'.format(
+                            path, e.strerror or e))
+    other = [name for name in names
+             if not (FRAME_LABEL_NAME.match(name) and os.path.isfile(
+                 os.path.join(path, name))
+                 and not os.path.islink(os.path.join(path, name)))]
+    if other:
+        raise UserError(
+            '{} holds {} that demo did not write ({}{}); it replaces that '
+            'folder whole: move {} elsewhere, or pass another --output'
+            .format(path, '{} entries'.format(len(other)) if len(other) > 1
+                    else 'an entry', ', '.join(other[:3]),
+                    ', ...' if len(other) > 3 else '',
+                    'them' if len(other) > 1 else 'it'))
+    return len(names)
 
 
 def segment_video(model, path, prefix, colors, mask=False,
@@ -180,6 +344,11 @@ def segment_video(model, path, prefix, colors, mask=False,
     frames with an estimate of the time left goes to ``file`` (default
     stderr; plain lines when that is no terminal).
 
+    The videos have the frame rate of the input and the frame size
+    :func:`written_size`: the input's, each odd side padded by one (pixel
+    (x, y) of every written frame is pixel (x, y) of the input frame and
+    of its label PNG).
+
     Args:
         model (pspnet.PSPNet): The network.
         path (str): Video file.
@@ -188,7 +357,9 @@ def segment_video(model, path, prefix, colors, mask=False,
         colors: (n_class, 3) RGB class colours in [0, 255].
         mask (bool): Also write the colour mask as a video.
         frame_labels (bool): Also write each frame's (H, W) class ids as a
-            PNG (8-bit, 16-bit beyond 256 classes) in a folder.
+            PNG (8-bit, 16-bit beyond 256 classes) in a folder, which
+            replaces an earlier run's (a folder holding anything else is
+            refused, :func:`frame_labels_in`).
         file: Stream of the progress bar and the skipped-frame lines.
         gpu (int): The model's GPU, negative for the CPU (for the memory
             check of the frames' scores, :func:`pspnet.memory.check_image`).
@@ -196,20 +367,28 @@ def segment_video(model, path, prefix, colors, mask=False,
     Returns:
         dict: ``paths`` (:func:`output_paths`), ``frames`` (frames
         segmented and written), ``skipped`` (indices of frames that could
-        not be decoded), ``fps`` and ``size`` ((W, H)).
+        not be decoded), ``fps``, ``size`` ((W, H) of the input),
+        ``written_size`` ((W, H) of the written videos) and
+        ``replaced_labels`` (how many frame labels of an earlier run the
+        folder held; None when there was none or no ``frame_labels``).
 
     Raises:
         UserError: The video cannot be opened or written. Outputs are
         complete or absent.
     """
+    paths = output_paths(prefix, mask, frame_labels)
     capture, fps, size, n_frames = open_video(path)
     try:
+        replaced = (frame_labels_in(paths['labels']) if frame_labels
+                    else None)
+        for kind in ('overlay', 'color'):
+            if kind in paths:
+                check_writer(paths[kind], size, fps)
         memory.check_image(path, size[::-1], model.n_class, model.scales,
                            gpu)
-    except UserError:
+    except BaseException:
         capture.release()
         raise
-    paths = output_paths(prefix, mask, frame_labels)
     folder = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(folder, exist_ok=True)
     written = 0
@@ -222,14 +401,24 @@ def segment_video(model, path, prefix, colors, mask=False,
                 as color_tmp, \
                 _maybe(frame_labels, atomic.replaced_folder,
                        paths.get('labels')) as labels_tmp:
-            overlay_out = _open_writer(overlay_tmp, fps, size, 'overlay')
-            color_out = (_open_writer(color_tmp, fps, size, 'colour mask')
-                         if mask else None)
+            overlay_out = _open_writer(overlay_tmp, paths['overlay'], fps,
+                                       size)
+            color_out = None
             try:
+                if mask:
+                    color_out = _open_writer(color_tmp, paths['color'], fps,
+                                             size)
                 for index, frame, why in frames(capture, n_frames):
                     if frame is not None and (frame.shape[1],
                                               frame.shape[0]) != size:
-                        frame, why = None, 'another size than the video'
+                        skipped.append(index)
+                        progress.write(
+                            'skipped: frame {} of {} is {}x{}, not the '
+                            'video\'s {}x{}'.format(
+                                index, path, frame.shape[1], frame.shape[0],
+                                size[0], size[1]), file=file)
+                        bar.update(1)
+                        continue
                     if frame is None:
                         skipped.append(index)
                         progress.write('skipped: frame {} of {} could not '
@@ -247,16 +436,14 @@ def segment_video(model, path, prefix, colors, mask=False,
                             'at input size {}; use a smaller --input-size, '
                             'or close other programs'.format(
                                 size[0], size[1], path, model.input_size[0]))
-                    overlay_out.write(image_to_frame(
-                        visualizations.overlay_label(img, label, colors)))
+                    overlay_out.write(pad_frame(image_to_frame(
+                        visualizations.overlay_label(img, label, colors))))
                     if color_out is not None:
-                        color_out.write(image_to_frame(
-                            visualizations.colorize_label(label, colors)))
+                        color_out.write(pad_frame(image_to_frame(
+                            visualizations.colorize_label(label, colors))))
                     if labels_tmp is not None:
-                        image_io.write_label_png(
-                            os.path.join(labels_tmp,
-                                         '{:06d}.png'.format(index)),
-                            label, model.n_class)
+                        _write_frame_label(labels_tmp, paths['labels'],
+                                           index, label, model.n_class)
                     written += 1
                     bar.update(1)
             finally:
@@ -266,11 +453,28 @@ def segment_video(model, path, prefix, colors, mask=False,
             if written == 0:
                 raise UserError('no frame of video {} could be decoded; '
                                 'pass another file'.format(path))
+            _check_written(overlay_tmp, paths['overlay'], size, written)
+            if mask:
+                _check_written(color_tmp, paths['color'], size, written)
     finally:
         bar.close()
         capture.release()
     return {'paths': paths, 'frames': written, 'skipped': skipped,
-            'fps': fps, 'size': size}
+            'fps': fps, 'size': size, 'written_size': written_size(size),
+            'replaced_labels': replaced or None}
+
+
+def _write_frame_label(tmp_folder, folder, index, label, n_class):
+    """Write frame ``index``'s label PNG into the temporary folder of the
+    frame-label folder ``folder``; an error names the file in
+    ``folder``."""
+    name = '{:06d}.png'.format(index)
+    try:
+        image_io.write_label_png(os.path.join(tmp_folder, name), label,
+                                 n_class)
+    except UserError as e:
+        raise UserError(str(e).replace(os.path.join(tmp_folder, name),
+                                       os.path.join(folder, name)))
 
 
 class _maybe(object):

@@ -173,5 +173,7 @@ def save_figure(fig, path, dpi=150):
         atomic.write_atomic(path, lambda f: fig.savefig(
             f, format=kind, dpi=dpi, bbox_inches='tight'))
     except OSError as e:
-        raise UserError('cannot write {}: {}; pass an --output in a '
-                        'writable folder'.format(path, e.strerror or e))
+        raise UserError('cannot write {}: {}; {}'.format(
+            path, e.strerror or e, 'free some space on its disk'
+            if atomic.is_disk_full(e) else
+            'pass an --output in a writable folder'))

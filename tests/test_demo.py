@@ -1,5 +1,6 @@
 """demo.py end to end on generated images with small random weights."""
 
+import errno
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from PIL import Image
 
 import demo
 from random_weights import save_random_weights
+from pspnet import atomic
 from pspnet import datasets
 from pspnet import visualizations
 
@@ -190,3 +192,115 @@ def test_bad_input_one_line_error(weights, tmp_path, case):
     assert lines[0].startswith('error: ')
     assert message in lines[0]
     assert not (tmp_path / 'result').exists()
+
+
+def unreadable_files(folder, rng, n):
+    """``n`` files named as images that no decoder reads, of random kinds."""
+    kinds = {
+        'garbage.jpg': lambda: rng.bytes(int(rng.randint(1, 500))),
+        'empty.png': lambda: b'',
+        'header_only.png': lambda: b'\x89PNG\r\n\x1a\n',
+        'text.bmp': lambda: b'just some words',
+        'cut.jpg': lambda: b'\xff\xd8\xff\xe0' + rng.bytes(20),
+    }
+    names = list(kinds)
+    rng.shuffle(names)
+    for name in names[:n]:
+        (folder / name).write_bytes(kinds[name]())
+    return names[:n]
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_folder_of_only_unreadable_images_leaves_nothing(weights, tmp_path,
+                                                         seed):
+    rng = np.random.RandomState(seed)
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    n = int(rng.randint(1, 6))
+    unreadable_files(folder, rng, n)
+    output = ['--output', 'new/deeper/'] if seed % 2 else []
+    before = sorted(str(p) for p in tmp_path.rglob('*'))
+    result = run_demo('--pretrained-model', weights, '--input-size',
+                      str(SIZE), *(output + ['images']), cwd=tmp_path)
+    assert result.returncode == 2
+    assert 'Traceback' not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len([line for line in lines if line.startswith('skipped: ')]) == n
+    assert lines[-1] == ('error: none of the {} images could be read (see the '
+                         'skipped lines above); nothing was written; fix or '
+                         'remove them'.format(n))
+    assert 'wrote' not in result.stdout
+    assert sorted(str(p) for p in tmp_path.rglob('*')) == before
+
+
+def test_all_inputs_of_a_mixed_batch_unreadable(weights, tmp_path):
+    # Images and a video: "inputs"; no folder left behind.
+    (tmp_path / 'a.png').write_bytes(b'garbage')
+    (tmp_path / 'b.mp4').write_bytes(b'\x00\x00\x00\x18ftypmp42' * 10)
+    result = run_demo('--pretrained-model', weights, '--input-size',
+                      str(SIZE), '--output', 'out/', 'a.png', 'b.mp4',
+                      cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        'error: none of the 2 inputs could be read')
+    assert sorted(os.listdir(str(tmp_path))) == ['a.png', 'b.mp4']
+
+
+def test_batch_failing_midway_removes_what_it_made(weights, tmp_path,
+                                                   monkeypatch):
+    # A failure that is no bad input (here a crash on the third image)
+    # removes the files and folders the run made; a file that was there
+    # before stays.
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    for i in range(4):
+        write_rgb(folder / 'im{}.png'.format(i), 24, 32, seed=i)
+    (tmp_path / 'out').mkdir()
+    (tmp_path / 'out' / 'im0_label.png').write_bytes(b'from before')
+    calls = []
+    segment = demo.segment
+
+    def crashing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError('boom')
+        return segment(*args, **kwargs)
+
+    monkeypatch.setattr(demo, 'segment', crashing)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RuntimeError):
+        demo.main(['--model', 'pspnet_resnet50', '--pretrained-model',
+                   weights, '--input-size', str(SIZE), '--output',
+                   'out/new/', 'images'])
+    assert sorted(os.listdir(str(tmp_path / 'out'))) == ['im0_label.png']
+    del calls[:]
+    with pytest.raises(RuntimeError):
+        demo.main(['--model', 'pspnet_resnet50', '--pretrained-model',
+                   weights, '--input-size', str(SIZE), '--output', 'out',
+                   'images'])
+    assert sorted(os.listdir(str(tmp_path / 'out'))) == ['im0_label.png']
+    assert (tmp_path / 'out' / 'im0_label.png').read_bytes() != b'from before'
+
+
+@pytest.mark.parametrize('kind', ['label', 'color', 'overlay', 'figure'])
+def test_full_disk_says_so_and_leaves_nothing(weights, tmp_path,
+                                              monkeypatch, capsys, kind):
+    write_rgb(tmp_path / 'a.png', 30, 40)
+    write_atomic = atomic.write_atomic
+
+    def full_disk(path, write):
+        if path.endswith('_{}.png'.format(kind)):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_atomic(path, write)
+
+    monkeypatch.setattr(atomic, 'write_atomic', full_disk)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        demo.main(['--model', 'pspnet_resnet50', '--pretrained-model',
+                   weights, '--input-size', str(SIZE), '--output',
+                   'new/a', 'a.png'])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ['error: cannot write new/a_{}.png: {}; free some space on '
+                   'its disk'.format(kind, os.strerror(errno.ENOSPC))]
+    assert sorted(os.listdir(str(tmp_path))) == ['a.png']

@@ -11,12 +11,16 @@ import errno
 import os
 import subprocess
 import sys
+import types
 
 import chainer
 import numpy as np
 import pytest
 
 import export_onnx
+from pspnet import atomic
+from pspnet import memory
+from pspnet import models
 from pspnet import onnx_export
 from pspnet import prediction
 from pspnet import PSPNetResNet101
@@ -361,3 +365,121 @@ def test_onnx_without_mapping_in_one_line(tmp_path, capsys, monkeypatch):
     assert code == 2 and err.count('\n') == 1
     assert 'onnx 1.19.0 has no onnx.mapping' in err
     assert 'requirements-extras.txt' in err
+
+
+# Memory
+
+
+def _no_model(*args, **kwargs):
+    raise AssertionError('the model was loaded before the input size was '
+                         'checked')
+
+
+@needs_onnx
+@pytest.mark.parametrize('depth', [50, 101])
+def test_input_size_that_cannot_fit_refused_before_model_load(
+        depth, tmp_path, capsys, monkeypatch):
+    rng = np.random.RandomState(depth)
+    monkeypatch.setattr(memory, '_resident_bytes', lambda: 0)
+    model = 'pspnet_resnet{}'.format(depth)
+    for limit in rng.uniform(2e9, 1e11, 3):
+        monkeypatch.setattr(memory, 'available_bytes', lambda: limit)
+        largest = memory.largest_input_size(
+            depth, limit * memory.USABLE_FRACTION, path='export')
+        assert memory.estimate_bytes(depth, largest, path='export') <= \
+            limit * memory.USABLE_FRACTION
+        for size in (largest + 1, largest + int(rng.randint(2, 5000))):
+            monkeypatch.setattr(models, 'build_model', _no_model)
+            code, err = run_main(['--model', model, '--pretrained-model',
+                                  'cityscapes', '--input-size', str(size),
+                                  str(tmp_path / 'out.onnx')], capsys)
+            assert code == 2 and err.count('\n') == 1, err
+            assert err.startswith('error: --input-size {} needs about '
+                                  .format(size))
+            assert '(ONNX export)' in err
+            assert 'use at most --input-size {} '.format(largest) in err
+        # The largest passes the check (to the model load).
+        loaded = []
+
+        def stop(*args, **kwargs):
+            loaded.append(args)
+            raise UserError('stopped after the check')
+
+        monkeypatch.setattr(models, 'build_model', stop)
+        code, err = run_main(['--model', model, '--pretrained-model',
+                              'cityscapes', '--input-size', str(largest),
+                              str(tmp_path / 'out.onnx')], capsys)
+        assert loaded and 'stopped after the check' in err
+    assert os.listdir(str(tmp_path)) == []
+
+
+@needs_onnx
+def test_default_input_size_that_cannot_fit_refused(weights, tmp_path,
+                                                    capsys, monkeypatch):
+    # No --input-size: the weights' dataset's (cityscapes: 713) is checked
+    # once the model is built, before the export.
+    monkeypatch.setattr(memory, 'available_bytes', lambda: 1e9)
+    monkeypatch.setattr(memory, '_resident_bytes', lambda: 0)
+    monkeypatch.setattr(onnx_export, 'to_onnx', _no_model)
+    code, err = run_main(['--model', 'pspnet_resnet50', '--pretrained-model',
+                          weights, str(tmp_path / 'out.onnx')], capsys)
+    assert code == 2 and err.count('\n') == 1, err
+    assert err.startswith('error: --input-size 713 needs about ')
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_input_size_100000_in_one_line(tmp_path):
+    # The script as a user runs it: no traceback, nothing written.
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'export_onnx.py'),
+         '--pretrained-model', 'cityscapes', '--input-size', '100000',
+         'out.onnx'], cwd=str(tmp_path), capture_output=True, text=True,
+        timeout=300)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    if _onnx_usable():
+        assert lines[0].startswith('error: --input-size 100000 needs about ')
+    else:
+        assert 'requirements-extras.txt' in lines[0]
+    assert os.listdir(str(tmp_path)) == []
+
+
+class _Graph(object):
+    def __init__(self, fail=False):
+        self.fail = fail
+
+    def SerializeToString(self):
+        if self.fail:
+            raise MemoryError()
+        return b'not a graph'
+
+
+@needs_runtime
+@pytest.mark.parametrize('where', ['load', 'trace', 'serialize', 'check',
+                                   'write'])
+def test_out_of_memory_anywhere_in_the_export_is_one_line(
+        where, tmp_path, capsys, monkeypatch):
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError()
+
+    model = types.SimpleNamespace(input_size=(64, 64), n_class=19,
+                                  dataset=None)
+    monkeypatch.setattr(models, 'build_model', out_of_memory
+                        if where == 'load' else lambda *a, **k: model)
+    monkeypatch.setattr(onnx_export, 'to_onnx', out_of_memory
+                        if where == 'trace' else
+                        lambda *a, **k: _Graph(where == 'serialize'))
+    monkeypatch.setattr(onnx_export, 'check_graph', out_of_memory
+                        if where == 'check' else lambda *a: (0.0, 1.0))
+    if where == 'write':
+        monkeypatch.setattr(atomic, 'write_atomic', out_of_memory)
+    code, err = run_main(['--model', 'pspnet_resnet50', '--pretrained-model',
+                          'cityscapes', '--input-size', '64', '--check',
+                          str(tmp_path / 'out.onnx')], capsys)
+    assert code == 2 and err.count('\n') == 1, err
+    assert err.startswith('error: out of memory exporting {}'.format(
+        tmp_path / 'out.onnx'))
+    assert 'nothing was written' in err and 'Traceback' not in err
+    assert os.listdir(str(tmp_path)) == []
