@@ -11,7 +11,7 @@ plain-path estimate is compared with the GPU's memory.
 import os
 
 from pspnet.errors import UserError
-from pspnet.links.pspnet import MIN_INPUT_SIZE
+from pspnet.datasets.spec import MIN_INPUT_SIZE
 
 #: ``(constant bytes, bytes per input pixel)`` of the peak growth during
 #: one prediction, per path and depth: ``python
