@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 import demo
+from pspnet.apps import demo as demo_app
 from random_weights import save_random_weights
 from pspnet import atomic
 from pspnet import datasets
@@ -138,13 +139,13 @@ def test_unreadable_image_in_folder_is_skipped(weights, tmp_path):
 
 def test_output_prefixes_in_folder_mode():
     images = ['a/x.jpg', 'b/x.jpg', 'a/x.png', 'y.png']
-    prefixes, to_folder = demo.output_prefixes(images, images, 'out')
+    prefixes, to_folder = demo_app.output_prefixes(images, images, 'out')
     assert to_folder
     assert prefixes == [os.path.join('out', n)
                         for n in ('x_jpg', 'x_jpg_2', 'x_png', 'y')]
-    assert demo.output_prefixes(['a/x.jpg'], ['a/x.jpg'], None) == (
+    assert demo_app.output_prefixes(['a/x.jpg'], ['a/x.jpg'], None) == (
         [os.path.join('result', 'x')], False)
-    assert demo.output_prefixes(['a/x.jpg'], ['a/x.jpg'], 'o' + os.sep) == (
+    assert demo_app.output_prefixes(['a/x.jpg'], ['a/x.jpg'], 'o' + os.sep) == (
         [os.path.join('o', 'x')], True)
 
 
@@ -258,7 +259,7 @@ def test_batch_failing_midway_removes_what_it_made(weights, tmp_path,
     (tmp_path / 'out').mkdir()
     (tmp_path / 'out' / 'im0_label.png').write_bytes(b'from before')
     calls = []
-    segment = demo.segment
+    segment = demo_app.segment
 
     def crashing(*args, **kwargs):
         calls.append(1)
@@ -266,7 +267,7 @@ def test_batch_failing_midway_removes_what_it_made(weights, tmp_path,
             raise RuntimeError('boom')
         return segment(*args, **kwargs)
 
-    monkeypatch.setattr(demo, 'segment', crashing)
+    monkeypatch.setattr(demo_app, 'segment', crashing)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(RuntimeError):
         demo.main(['--model', 'pspnet_resnet50', '--pretrained-model',

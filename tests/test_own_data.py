@@ -16,6 +16,7 @@ from PIL import Image
 
 import dataset_factory
 import demo
+from pspnet.apps import demo as demo_app
 import eval_semantic_segmentation
 import train_multi
 from pspnet import PSPNetResNet50
@@ -143,12 +144,12 @@ def test_demo_paints_the_users_colours(trained, tmp_path, monkeypatch):
     spec = registry.lookup(trained['path'])
     image = spec.get('val').img_paths[0]
     legends = []
-    real = demo.visualizations.segmentation_figure
+    real = demo_app.visualizations.segmentation_figure
 
     def recording(img, label, names, colors, **kwargs):
         legends.append((names, np.asarray(colors)))
         return real(img, label, names, colors, **kwargs)
-    monkeypatch.setattr(demo.visualizations, 'segmentation_figure',
+    monkeypatch.setattr(demo_app.visualizations, 'segmentation_figure',
                         recording)
     prefix = str(tmp_path / 'seg')
     demo.main(['--model', 'pspnet_resnet50', '--dataset', trained['path'],

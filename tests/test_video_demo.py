@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import demo
+from pspnet.apps import demo as demo_app
 from random_weights import save_random_weights
 from pspnet import atomic
 from pspnet import memory
@@ -201,7 +202,7 @@ def test_failed_video_run_leaves_nothing(model, tmp_path, monkeypatch):
         return overlay(*args, **kwargs)
 
     monkeypatch.setattr(visualizations, 'overlay_label', failing)
-    monkeypatch.setattr(demo, 'load_model', lambda args: model)
+    monkeypatch.setattr(demo_app, 'load_model', lambda args: model)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(RuntimeError):
         demo.main(['--frame-labels', '--video-mask', '--output',
@@ -644,7 +645,7 @@ def test_frame_labels_of_an_earlier_run_are_replaced(model, tmp_path,
     for i in range(earlier):
         (labels / '{:06d}.png'.format(i)).write_bytes(b'old')
     write_clip(tmp_path / 'clip.avi', 2, (32, 24), 10, fourcc='MJPG')
-    monkeypatch.setattr(demo, 'load_model', lambda args: model)
+    monkeypatch.setattr(demo_app, 'load_model', lambda args: model)
     monkeypatch.chdir(tmp_path)
     demo.main(['--frame-labels', '--output', 'o/clip', 'clip.avi'])
     out = capsys.readouterr().out
@@ -666,7 +667,7 @@ def test_video_line_tells_the_written_size():
     for size, padded in (((40, 30), None), ((41, 30), 'column is'),
                          ((40, 31), 'row is'),
                          ((41, 31), 'column and row are')):
-        line = demo.video_line(dict(base, size=size,
+        line = demo_app.video_line(dict(base, size=size,
                                     written_size=video.written_size(size)))
         assert line.startswith('wrote o/c_overlay.mp4, o/c_color.mp4, '
                                'o/c_labels (3 frames, {}x{}, 10 fps'
