@@ -276,6 +276,101 @@ def test_bad_description_is_one_line(good, case, tmp_path):
     assert path in text or case == 'missing list', text
 
 
+def _dumps_with_repeat(obj, where, key, value, first):
+    """JSON text of ``obj`` in which the object at path ``where`` (a list
+    of keys from the top) gives ``key`` once more, with ``value``, before
+    (``first``) or after its other keys (json.dumps cannot repeat keys)."""
+    if isinstance(obj, dict):
+        pairs = [json.dumps(k) + ': ' + _dumps_with_repeat(
+            v, where[1:] if where and where[0] == k else None, key, value,
+            first) for k, v in obj.items()]
+        if where == []:
+            extra = json.dumps(key) + ': ' + json.dumps(value)
+            pairs = [extra] + pairs if first else pairs + [extra]
+        return '{' + ', '.join(pairs) + '}'
+    return json.dumps(obj)
+
+
+def _objects(obj, where=()):
+    """The paths of the JSON objects in ``obj`` (a list of keys each)."""
+    if isinstance(obj, dict):
+        yield list(where)
+        for k, v in obj.items():
+            for found in _objects(v, where + (k,)):
+                yield found
+
+
+@pytest.mark.parametrize('seed', range(12))
+def test_a_key_given_twice_anywhere_is_refused(good, seed):
+    """JSON keeps the last of two equal keys, so a repeated key (a class
+    lost from label_map, a split's folder given twice...) is refused,
+    naming the key and the object that repeats it; in any object of the
+    file, with any value, first or last."""
+    root, desc = good
+    rng = np.random.RandomState(seed)
+    desc = _edit(desc, label_map={'0': 0, '1': 1, '2': 2, '7': 1},
+                 colors=[[1, 2, 3], [4, 5, 6], [7, 8, 9]])
+    places = list(_objects(desc))
+    where = places[rng.randint(len(places))]
+    target = desc
+    for k in where:
+        target = target[k]
+    key = sorted(target)[rng.randint(len(target))]
+    value = [None, 1, 'x', [2], {'a': 1}, target[key]][rng.randint(6)]
+    path = _write(root, 'repeat{}.json'.format(seed), _dumps_with_repeat(
+        desc, where, key, value, bool(rng.randint(2))))
+    with pytest.raises(UserError) as e:
+        registry.lookup(path)
+    text = str(e.value)
+    expected = 'key {} is given twice in {}'.format(
+        json.dumps(key), '.'.join(where) or 'the file')
+    assert expected in text and path in text and '\n' not in text, text
+
+
+def test_a_repeated_key_deep_inside_is_named_by_its_path(good):
+    root, desc = good
+    desc = _edit(desc, label_map={'2': 2, '2 ': 1})
+    text = json.dumps(desc).replace('"2 "', '"2"')
+    path = _write(root, 'label_map_twice.json', text)
+    with pytest.raises(UserError, match='key "2" is given twice in '
+                       'label_map'):
+        registry.lookup(path)
+    # An object inside a list: its index is named.
+    text = json.dumps(_edit(desc, label_map=None, colors=[
+        [0, 0, 0], [1, 1, 1], {'r': 1}])).replace('{"r": 1}',
+                                                  '{"r": 1, "r": 2}')
+    path = _write(root, 'in_a_list.json', text)
+    with pytest.raises(UserError, match=r'key "r" is given twice in '
+                       r'colors\[2\]'):
+        registry.lookup(path)
+
+
+@pytest.mark.parametrize('keys', [('2', ' 2'), ('2', '2 '), (' 7', '7')])
+def test_one_stored_value_under_two_keys_is_refused(good, keys):
+    root, desc = good
+    mapping = {'0': 0, '1': 1, keys[0]: 2, keys[1]: 1}
+    path = _write(root, 'same_value.json', _edit(desc, label_map=mapping))
+    with pytest.raises(UserError) as e:
+        registry.lookup(path)
+    assert 'label_map keys {!r} and {!r} are the same stored value'.format(
+        *keys) in str(e.value)
+
+
+def test_scripts_refuse_a_repeated_key_in_one_line(good, tmp_path):
+    root, desc = good
+    text = json.dumps(_edit(desc, label_map={'0': 0, '1': 1, '2': 2})
+                      ).replace('"2": 2', '"2": 2, "2": 1')
+    path = _write(root, 'twice.json', text)
+    out = str(tmp_path / 'pred')
+    result = _run_script([os.path.join(ROOT, 'eval_semantic_segmentation.py'),
+                          '--dataset', path, '--model', 'pspnet_resnet50',
+                          '--save-predictions', out])
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert 'key "2" is given twice in label_map' in lines[0]
+    assert not os.path.exists(out)
+
+
 def _run_script(argv, timeout=300):
     return _run([sys.executable] + argv, timeout)
 

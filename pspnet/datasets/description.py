@@ -63,6 +63,39 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+class _Object(dict):
+    """A JSON object that remembers the keys it was given more than once
+    (:func:`json.load` keeps the last value of a repeated key)."""
+
+    def __init__(self, pairs):
+        super(_Object, self).__init__()
+        self.repeated = []
+        for key, value in pairs:
+            if key in self and key not in self.repeated:
+                self.repeated.append(key)
+            self[key] = value
+
+
+def _repeated_key(value, where='the file'):
+    """(key, where) of the first key given twice in an object of a
+    document read with :class:`_Object`, in document order, or None."""
+    if isinstance(value, _Object):
+        if value.repeated:
+            return value.repeated[0], where
+        children = ((key if where == 'the file' else '{}.{}'.format(
+            where, key), child) for key, child in value.items())
+    elif isinstance(value, list):
+        children = (('{}[{}]'.format(where, i), child)
+                    for i, child in enumerate(value))
+    else:
+        return None
+    for child_where, child in children:
+        found = _repeated_key(child, child_where)
+        if found is not None:
+            return found
+    return None
+
+
 class _Checker(object):
     """Raises one-line errors about the description file ``path``."""
 
@@ -149,6 +182,7 @@ def _lookup_table(check, desc, n_class, ignore):
         check.fail('"label_map" must be a non-empty object of "stored '
                    'value": class index')
     pairs = []
+    keys_of = {}
     for key, value in mapping.items():
         try:
             stored = int(key)
@@ -157,6 +191,11 @@ def _lookup_table(check, desc, n_class, ignore):
         if not 0 <= stored <= _MAX_STORED or str(stored) != key.strip():
             check.fail('label_map key {!r} is not a stored value (an '
                        'integer in [0, {}])'.format(key, _MAX_STORED))
+        if stored in keys_of:
+            check.fail('label_map keys {!r} and {!r} are the same stored '
+                       'value {}'.format(keys_of[stored], key, stored),
+                       'keep one entry per stored value')
+        keys_of[stored] = key
         if stored == ignore:
             check.fail('label_map maps the ignore_label {}'.format(ignore))
         if not _is_int(value) or not -1 <= value < n_class:
@@ -315,12 +354,18 @@ class _Description(object):
                             '"Your own data")'.format(path))
         try:
             with open(path, encoding='utf-8') as f:
-                desc = json.load(f)
+                desc = json.load(f, object_pairs_hook=_Object)
         except (ValueError, UnicodeDecodeError) as e:
             check.fail('not valid JSON ({})'.format(e))
         except OSError as e:
             raise UserError('cannot read dataset file {} ({})'.format(
                 path, e))
+        repeated = _repeated_key(desc)
+        if repeated is not None:
+            check.fail('key {} is given twice in {} (JSON would keep the '
+                       'last one and drop the other without a word)'.format(
+                           json.dumps(repeated[0]), repeated[1]),
+                       'keep one entry per key')
         check.keys(desc, _TOP_KEYS, 'the file')
         self.label_names = _classes(check, desc)
         n_class = len(self.label_names)
