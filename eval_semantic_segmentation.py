@@ -12,6 +12,7 @@ images over N processes (one GPU each with --gpu).
 """
 
 import glob
+import os
 import sys
 import time
 
@@ -105,7 +106,9 @@ class Plan(object):
 
 def prepare(args, comm):
     """Check the outputs, read the dataset, build the placed model (on
-    every process; errors are agreed on by :func:`mpi.agree`)."""
+    every process; errors are agreed on by :func:`mpi.agree`). Nothing is
+    created yet: the output folders are made by :func:`evaluate` once
+    every process passed every check."""
     plan = Plan()
     gpu = args.gpu
     if comm is not None and gpu >= 0:
@@ -117,10 +120,18 @@ def prepare(args, comm):
             raise UserError('--json: {}'.format(e))
     if args.save_color and not args.save_predictions:
         raise UserError('--save-color needs --save-predictions DIR')
-    for option, folder in (('--save-predictions', args.save_predictions),
-                           ('--save-color', args.save_color)):
-        if folder:
-            prediction_files.check_output_dir(folder, option)
+    if args.save_predictions:
+        prediction_files.check_output_dir(args.save_predictions,
+                                          '--save-predictions')
+    if args.save_color:
+        if (os.path.abspath(args.save_color)
+                == os.path.abspath(args.save_predictions)):
+            raise UserError('--save-color {} is the --save-predictions '
+                            'folder, whose files have the same names; give '
+                            'another folder'.format(args.save_color))
+        prediction_files.check_output_dir(
+            args.save_color, '--save-color',
+            will_exist=[args.save_predictions])
     spec = registry.lookup(args.dataset)
     dataset = spec.get(args.split, args.data_dir)
     has_labels = getattr(dataset, 'has_labels', True)
@@ -235,6 +246,29 @@ def evaluate(args, comm, plan):
               args.data_dir)
     indices = mpi.shard_indices(plan.n_images, comm)
     path, state = mpi.agree(comm, _checkpoint, args, plan, comm, indices)
+    # Every check passed on every process: the outputs may be created.
+    created = []
+
+    def make_output_dirs():
+        created.extend(prediction_files.make_output_dirs([
+            (option, folder) for option, folder in (
+                ('--save-predictions', args.save_predictions),
+                ('--save-color', args.save_color)) if folder]))
+    try:
+        mpi.agree(comm, make_output_dirs)
+        _evaluate_into(args, comm, plan, indices, path, state)
+    except BaseException:
+        # A failed or interrupted run keeps what a rerun continues from:
+        # its checkpoint and the predictions before it. Without one, what
+        # it made is of no use (files it replaced stay).
+        if path is None or not os.path.exists(path):
+            if plan.writer is not None:
+                plan.writer.remove_written()
+            atomic.remove_created(folders=created)
+        raise
+
+
+def _evaluate_into(args, comm, plan, indices, path, state):
     n_done = sum(mpi.allgather(comm, state.n_done))
     if n_done and (comm is None or comm.rank == 0):
         sys.stderr.write('continuing from the checkpoint{} {} ({} of {} '
