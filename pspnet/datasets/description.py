@@ -23,10 +23,15 @@ A folder split pairs ``images/REL/STEM.EXT`` with
 ``labels/REL/STEM{label_suffix}{label_extension}`` (subfolders included);
 a list split reads lines ``IMAGE LABEL`` whose paths are relative to the
 list file's folder (or to the split's ``root``). Label maps are
-single-channel PNGs (palette PNGs read as palette indices) of class
-indices, or of the stored values of ``label_map``; ``ignore_label`` pixels
-are ignored. Everything else is refused with one line, before any work:
-see :func:`load_description` and :meth:`DescribedDataset.check_labels`.
+single-channel PNGs (1-, 2-, 4-, 8- or 16-bit grey read as their stored
+values, palette PNGs as their palette indices) of class indices, or of
+the stored values of ``label_map``; ``ignore_label`` pixels are ignored.
+Images and label maps are used as displayed (their EXIF orientation
+applied), so a label map is drawn on its image as displayed. Everything
+else is refused with one line, before any work: see
+:func:`load_description` and :meth:`DescribedDataset.check_labels`. A key
+given twice in an object of the file is refused too (JSON would keep the
+last one).
 """
 
 import hashlib
@@ -57,6 +62,10 @@ _FOLDER_KEYS = ('images', 'labels', 'label_suffix', 'image_extensions',
 _LIST_KEYS = ('list', 'root')
 # Largest value a 16-bit label PNG holds.
 _MAX_STORED = 65535
+# Version of the label reading and checking whose results the cache keeps
+# (2: 1/2/4-bit labels read as their stored values, sizes and pixels as
+# displayed).
+_CHECK_VERSION = 2
 
 
 def _is_int(value):
@@ -76,16 +85,18 @@ class _Object(dict):
             self[key] = value
 
 
-def _repeated_key(value, where='the file'):
+def _repeated_key(value, where=None):
     """(key, where) of the first key given twice in an object of a
-    document read with :class:`_Object`, in document order, or None."""
+    document read with :class:`_Object`, in document order (``where`` the
+    object's path, such as ``label_map`` or ``colors[2]``, or 'the file'),
+    or None."""
     if isinstance(value, _Object):
         if value.repeated:
-            return value.repeated[0], where
-        children = ((key if where == 'the file' else '{}.{}'.format(
-            where, key), child) for key, child in value.items())
+            return value.repeated[0], where or 'the file'
+        children = (('{}.{}'.format(where, key) if where else key, child)
+                    for key, child in value.items())
     elif isinstance(value, list):
-        children = (('{}[{}]'.format(where, i), child)
+        children = (('{}[{}]'.format(where or '', i), child)
                     for i, child in enumerate(value))
     else:
         return None
@@ -412,7 +423,7 @@ class _Description(object):
             check.fail('no split', 'add "train" and "val" (and optionally '
                        '"test")')
         self.signature = hashlib.sha1(json.dumps(
-            [self.path, n_class, self.ignore_label,
+            [_CHECK_VERSION, self.path, n_class, self.ignore_label,
              self.table.tolist()]).encode()).hexdigest()[:16]
 
     def pairs(self, split, data_dir):
@@ -458,7 +469,8 @@ class DescribedDataset(base.SegmentationDataset):
 
     def convert_label(self, raw):
         table = self.table
-        inside = raw < len(table)
+        # Negative values (32-bit files) are no stored value either.
+        inside = (raw >= 0) & (raw < len(table))
         return np.where(inside, table[np.where(inside, raw, 0)],
                         self.n_class).astype(np.int32)
 
@@ -472,7 +484,7 @@ class DescribedDataset(base.SegmentationDataset):
         header = base.image_header(self.img_paths[i])
         if header is not None:
             base.check_label_size(path, label.shape[::-1], self.img_paths[i],
-                                  header[0], self.fix)
+                                  header.size, self.fix)
         return np.bincount(label[label >= 0].ravel(),
                            minlength=self.n_class).tolist()
 
