@@ -328,7 +328,7 @@ def _report(args, plan, total):
                                   'label_names': list(spec.label_names)},
                                  args.json)
     if plan.writer is not None:
-        for line in plan.writer.packing_hint():
+        for line in plan.writer.packing_hint(plan.n_images):
             sys.stdout.write(line + '\n')
 
 

@@ -548,6 +548,7 @@ def test_colour_folder_options(data, tmp_path, capsys):
     assert not os.listdir(str(tmp_path))
     script.main(_args(data, '--limit', '1', '--save-predictions', pred,
                       '--save-color', os.path.join(pred, 'color')))
-    capsys.readouterr()
+    # The count of this run's predictions (--limit), not the dataset's.
+    assert 'predictions of 1 images in ' in capsys.readouterr().out
     assert len(glob.glob(os.path.join(pred, '*', '*.png'))) == 1
     assert len(glob.glob(os.path.join(pred, 'color', '*', '*.png'))) == 1

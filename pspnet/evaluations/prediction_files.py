@@ -264,11 +264,17 @@ class PredictionWriter(object):
         remove_created(self.written, self.created)
         self.written, self.created = [], []
 
-    def packing_hint(self):
-        """Lines saying where the files are and how to send them."""
+    def packing_hint(self, n_images=None):
+        """Lines saying where the files are and how to send them.
+
+        Args:
+            n_images (int or None): Predictions written (the first
+                ``n_images`` images, ``--limit``); by default all.
+        """
         folder = os.path.abspath(self.folder)
-        lines = ['predictions of {} images in {}'.format(len(self.names),
-                                                         folder)]
+        if n_images is None:
+            n_images = len(self.names)
+        lines = ['predictions of {} images in {}'.format(n_images, folder)]
         archive = folder.rstrip(os.sep)
         if self.benchmark == 'cityscapes':
             lines.append('label ids as the Cityscapes server takes them; '
