@@ -740,6 +740,34 @@ def test_other_label_files_are_refused(tmp_path):
         ds.check_labels()
 
 
+@pytest.mark.parametrize('compression', [None, 'tiff_deflate'])
+@pytest.mark.parametrize('mode', ['1', 'L', 'I;16', 'P'])
+def test_tiff_labels_with_an_orientation(tmp_path, mode, compression):
+    """TIFF label maps (label_extension .tif) are read as displayed for
+    each orientation, also uncompressed single-channel ones, which
+    Pillow scrambles when it turns them in a memory-mapped file."""
+    rng = np.random.RandomState(len(mode))
+    for orientation in range(1, 9):
+        h, w = (int(n) for n in rng.randint(3, 30, 2))
+        w += h  # not square
+        values = rng.randint(0, {'1': 2, 'I;16': 65536}.get(mode, 256),
+                             (h, w))
+        stored = dataset_factory.stored_for_display(
+            values.astype(np.uint16 if mode == 'I;16' else np.uint8),
+            orientation)
+        image = (Image.fromarray(stored.astype(bool)) if mode == '1'
+                 else Image.fromarray(stored, mode if mode == 'P' else None))
+        if mode == 'P':
+            image.putpalette([i % 256 for i in range(768)])
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        path = str(tmp_path / 'label{}.tif'.format(orientation))
+        image.save(path, exif=exif.tobytes(), compression=compression)
+        header = base.image_header(path)
+        assert header.size == (w, h) and header.mode == mode
+        np.testing.assert_array_equal(base.read_label_image(path), values)
+
+
 # -- photos with an EXIF orientation ---------------------------------------
 
 ORIENTED_SIZE = (40, 56)   # displayed (height, width): not square

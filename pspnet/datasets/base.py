@@ -1,6 +1,7 @@
 """What the three datasets share: reading images and label maps, and the
 (image, label) dataset over lists of file paths."""
 
+import io
 import os
 
 import chainer
@@ -134,7 +135,11 @@ def read_label_image(path):
     """
     problem = None
     try:
-        with Image.open(path) as f:
+        # From bytes: Pillow memory-maps uncompressed TIFFs given by name,
+        # and scrambles single-channel ones when it turns them (EXIF
+        # orientations 5 to 8) in place.
+        with open(path, 'rb') as data, Image.open(io.BytesIO(
+                data.read())) as f:
             problem = label_mode_problem(path, f.mode)
             if problem is None:
                 orientation = image_io.pending_orientation(f)
