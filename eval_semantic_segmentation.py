@@ -257,14 +257,23 @@ def evaluate(args, comm, plan):
     try:
         mpi.agree(comm, make_output_dirs)
         _evaluate_into(args, comm, plan, indices, path, state)
-    except BaseException:
+    except BaseException as e:
         # A failed or interrupted run keeps what a rerun continues from:
         # its checkpoint and the predictions before it. Without one, what
-        # it made is of no use (files it replaced stay).
-        if path is None or not os.path.exists(path):
-            if plan.writer is not None:
+        # it made is of no use (files it replaced stay). Then the folders
+        # it created go, those left empty. A failure the processes agreed
+        # on (mpi.agree) reaches them all here: they remove the folders
+        # once every one removed its files.
+        folders = list(created)
+        if plan.writer is not None:
+            folders += plan.writer.created
+            if not (path is not None and os.path.exists(path)):
                 plan.writer.remove_written()
-            atomic.remove_created(folders=created)
+        if comm is not None and comm.size > 1 and isinstance(
+                e, (mpi.CollectiveError, SystemExit)):
+            folders = sorted({folder for made in mpi.allgather(comm, folders)
+                              for folder in made})
+        atomic.remove_created(folders=folders)
         raise
 
 
@@ -290,9 +299,8 @@ def _evaluate_into(args, comm, plan, indices, path, state):
     bar, progress = _progress_bar(comm, plan.n_images, len(indices),
                                   state.n_done)
     try:
-        evaluator.run_evaluation(plan.model, plan.dataset, indices, state,
-                                 batchsize=args.batchsize, progress=progress,
-                                 writer=plan.writer, after_batch=after_batch)
+        _run_together(args, comm, plan, indices, state, progress,
+                      after_batch)
     finally:
         if bar is not None:
             bar.close()
@@ -302,6 +310,44 @@ def _evaluate_into(args, comm, plan, indices, path, state):
     mpi.allgather(comm, None)  # rank 0 has written its files
     if path is not None:
         checkpoints.remove_checkpoint(path)
+
+
+def _raise_if(error):
+    if error is not None:
+        raise UserError(error)
+
+
+def _run_together(args, comm, plan, indices, state, progress, after_batch):
+    """Evaluate this process's share, the processes agreeing after every
+    batch: a user error on one (a corrupt image, a bad label, a full disk)
+    stops them all at their next batch (:func:`mpi.agree`), each leaving
+    what it made in order, instead of ending the job with MPI's abort."""
+    if comm is None or comm.size == 1:
+        evaluator.run_evaluation(plan.model, plan.dataset, indices, state,
+                                 batchsize=args.batchsize, progress=progress,
+                                 writer=plan.writer, after_batch=after_batch)
+        return
+    # The shares may differ by a batch: the shorter ones agree on nothing
+    # at the end, so that every process agrees as many times.
+    rounds = max(mpi.allgather(comm, -(-(len(indices) - state.n_done)
+                                       // args.batchsize)))
+    agreed = [0]
+
+    def after_batch_together(state):
+        after_batch(state)
+        agreed[0] += 1
+        mpi.agree(comm, _raise_if, None)
+    try:
+        evaluator.run_evaluation(plan.model, plan.dataset, indices, state,
+                                 batchsize=args.batchsize, progress=progress,
+                                 writer=plan.writer,
+                                 after_batch=after_batch_together)
+    except UserError as e:
+        if isinstance(e, mpi.CollectiveError):
+            raise
+        mpi.agree(comm, _raise_if, str(e))
+    for _ in range(rounds - agreed[0]):
+        mpi.agree(comm, _raise_if, None)
 
 
 def _report(args, plan, total):

@@ -552,3 +552,47 @@ def test_colour_folder_options(data, tmp_path, capsys):
     assert 'predictions of 1 images in ' in capsys.readouterr().out
     assert len(glob.glob(os.path.join(pred, '*', '*.png'))) == 1
     assert len(glob.glob(os.path.join(pred, 'color', '*', '*.png'))) == 1
+
+
+def test_mpiexec_failing_midway_stops_together_and_cleans_up(data, tmp_path):
+    """A corrupt first image of process 1's share: process 0 stops after
+    its first batch, with one line; without checkpoints every prediction
+    and folder goes, with them (interval 0) process 0 keeps its first
+    prediction and its checkpoint, and the same command continues to the
+    result of an uninterrupted run."""
+    if not os.path.exists(MPIEXEC):
+        pytest.skip('mpiexec of the mpich wheel not installed')
+    copy, restore = _broken_copy(data, tmp_path, 2)  # process 1: 2 and 3
+    for interval in ('100000', '0'):
+        root = str(tmp_path / ('outs' + interval))
+        os.makedirs(root)
+        argv = _args(data)[:-1] + [copy, '--checkpoint-interval', interval
+                                   ] + _output_args(root, True)
+        result = _run(argv, mpi=2, timeout=300)
+        assert result.returncode == 2, result.stderr
+        errors = [line for line in result.stderr.splitlines()
+                  if line.startswith('error: ')]
+        assert len(errors) == 1, result.stderr
+        assert errors[0].startswith('error: process 1: cannot read image')
+        assert 'Traceback' not in result.stderr
+        tree = _tree(root)
+        if interval != '0':
+            assert tree == {'new': None}
+            continue
+        names = set(tree)
+        assert 'out.json.progress-0of2.npz' in names
+        assert 'out.json.progress-1of2.npz' not in names
+        predictions = [n for n in names if n.endswith('.png')
+                       and '/color/' not in n]
+        assert predictions == ['new/pred/aachen/aachen_000000_000019_'
+                               'pred_labelIds.png']
+    restore()
+    result = _run(argv, mpi=2, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert 'continuing from' in result.stderr
+    whole = str(tmp_path / 'whole')
+    os.makedirs(whole)
+    result = _run(_args(data)[:-1] + [copy] + _output_args(whole, True),
+                  mpi=2, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert _tree(root) == _tree(whole)
