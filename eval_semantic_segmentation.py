@@ -12,6 +12,7 @@ images over N processes (one GPU each with --gpu).
 """
 
 import glob
+import os
 import sys
 import time
 
@@ -105,7 +106,9 @@ class Plan(object):
 
 def prepare(args, comm):
     """Check the outputs, read the dataset, build the placed model (on
-    every process; errors are agreed on by :func:`mpi.agree`)."""
+    every process; errors are agreed on by :func:`mpi.agree`). Nothing is
+    created yet: the output folders are made by :func:`evaluate` once
+    every process passed every check."""
     plan = Plan()
     gpu = args.gpu
     if comm is not None and gpu >= 0:
@@ -117,10 +120,18 @@ def prepare(args, comm):
             raise UserError('--json: {}'.format(e))
     if args.save_color and not args.save_predictions:
         raise UserError('--save-color needs --save-predictions DIR')
-    for option, folder in (('--save-predictions', args.save_predictions),
-                           ('--save-color', args.save_color)):
-        if folder:
-            prediction_files.check_output_dir(folder, option)
+    if args.save_predictions:
+        prediction_files.check_output_dir(args.save_predictions,
+                                          '--save-predictions')
+    if args.save_color:
+        if (os.path.abspath(args.save_color)
+                == os.path.abspath(args.save_predictions)):
+            raise UserError('--save-color {} is the --save-predictions '
+                            'folder, whose files have the same names; give '
+                            'another folder'.format(args.save_color))
+        prediction_files.check_output_dir(
+            args.save_color, '--save-color',
+            will_exist=[args.save_predictions])
     spec = registry.lookup(args.dataset)
     dataset = spec.get(args.split, args.data_dir)
     has_labels = getattr(dataset, 'has_labels', True)
@@ -235,6 +246,38 @@ def evaluate(args, comm, plan):
               args.data_dir)
     indices = mpi.shard_indices(plan.n_images, comm)
     path, state = mpi.agree(comm, _checkpoint, args, plan, comm, indices)
+    # Every check passed on every process: the outputs may be created.
+    created = []
+
+    def make_output_dirs():
+        created.extend(prediction_files.make_output_dirs([
+            (option, folder) for option, folder in (
+                ('--save-predictions', args.save_predictions),
+                ('--save-color', args.save_color)) if folder]))
+    try:
+        mpi.agree(comm, make_output_dirs)
+        _evaluate_into(args, comm, plan, indices, path, state)
+    except BaseException as e:
+        # A failed or interrupted run keeps what a rerun continues from:
+        # its checkpoint and the predictions before it. Without one, what
+        # it made is of no use (files it replaced stay). Then the folders
+        # it created go, those left empty. A failure the processes agreed
+        # on (mpi.agree) reaches them all here: they remove the folders
+        # once every one removed its files.
+        folders = list(created)
+        if plan.writer is not None:
+            folders += plan.writer.created
+            if not (path is not None and os.path.exists(path)):
+                plan.writer.remove_written()
+        if comm is not None and comm.size > 1 and isinstance(
+                e, (mpi.CollectiveError, SystemExit)):
+            folders = sorted({folder for made in mpi.allgather(comm, folders)
+                              for folder in made})
+        atomic.remove_created(folders=folders)
+        raise
+
+
+def _evaluate_into(args, comm, plan, indices, path, state):
     n_done = sum(mpi.allgather(comm, state.n_done))
     if n_done and (comm is None or comm.rank == 0):
         sys.stderr.write('continuing from the checkpoint{} {} ({} of {} '
@@ -256,9 +299,8 @@ def evaluate(args, comm, plan):
     bar, progress = _progress_bar(comm, plan.n_images, len(indices),
                                   state.n_done)
     try:
-        evaluator.run_evaluation(plan.model, plan.dataset, indices, state,
-                                 batchsize=args.batchsize, progress=progress,
-                                 writer=plan.writer, after_batch=after_batch)
+        _run_together(args, comm, plan, indices, state, progress,
+                      after_batch)
     finally:
         if bar is not None:
             bar.close()
@@ -268,6 +310,44 @@ def evaluate(args, comm, plan):
     mpi.allgather(comm, None)  # rank 0 has written its files
     if path is not None:
         checkpoints.remove_checkpoint(path)
+
+
+def _raise_if(error):
+    if error is not None:
+        raise UserError(error)
+
+
+def _run_together(args, comm, plan, indices, state, progress, after_batch):
+    """Evaluate this process's share, the processes agreeing after every
+    batch: a user error on one (a corrupt image, a bad label, a full disk)
+    stops them all at their next batch (:func:`mpi.agree`), each leaving
+    what it made in order, instead of ending the job with MPI's abort."""
+    if comm is None or comm.size == 1:
+        evaluator.run_evaluation(plan.model, plan.dataset, indices, state,
+                                 batchsize=args.batchsize, progress=progress,
+                                 writer=plan.writer, after_batch=after_batch)
+        return
+    # The shares may differ by a batch: the shorter ones agree on nothing
+    # at the end, so that every process agrees as many times.
+    rounds = max(mpi.allgather(comm, -(-(len(indices) - state.n_done)
+                                       // args.batchsize)))
+    agreed = [0]
+
+    def after_batch_together(state):
+        after_batch(state)
+        agreed[0] += 1
+        mpi.agree(comm, _raise_if, None)
+    try:
+        evaluator.run_evaluation(plan.model, plan.dataset, indices, state,
+                                 batchsize=args.batchsize, progress=progress,
+                                 writer=plan.writer,
+                                 after_batch=after_batch_together)
+    except UserError as e:
+        if isinstance(e, mpi.CollectiveError):
+            raise
+        mpi.agree(comm, _raise_if, str(e))
+    for _ in range(rounds - agreed[0]):
+        mpi.agree(comm, _raise_if, None)
 
 
 def _report(args, plan, total):
@@ -294,7 +374,7 @@ def _report(args, plan, total):
                                   'label_names': list(spec.label_names)},
                                  args.json)
     if plan.writer is not None:
-        for line in plan.writer.packing_hint():
+        for line in plan.writer.packing_hint(plan.n_images):
             sys.stdout.write(line + '\n')
 
 

@@ -4,6 +4,7 @@ Images are (3, H, W) RGB arrays, as everywhere in this package; label maps
 are (H, W) integer arrays of class ids.
 """
 
+import collections
 import contextlib
 import io
 import os
@@ -23,6 +24,92 @@ IMAGE_EXTENSIONS = ('.bmp', '.jpeg', '.jpg', '.jpe', '.png', '.ppm', '.pgm',
                     '.pbm', '.pnm', '.tif', '.tiff', '.webp', '.jp2')
 
 _JPEG_MAGIC = b'\xff\xd8'
+
+#: The EXIF orientation tag.
+_ORIENTATION = 0x0112
+
+
+def pending_orientation(image):
+    """The EXIF orientation (1 to 8, 1 for none) that the pixels of a file
+    still need once decoded, to look as image viewers show them.
+
+    Every image file, photo or label map, is used as displayed: this is the
+    one rule of every reader and size check of the package.
+
+    Args:
+        image (PIL.Image.Image): The file opened by Pillow (header only).
+
+    Returns:
+        int: The orientation to apply with :func:`apply_orientation`: the
+        EXIF (or XMP) orientation of JPEG, PNG, WebP... files; 1 for TIFF,
+        whose orientation tag the decoders of Pillow and OpenCV (libtiff)
+        apply themselves (Pillow's size is the displayed one then), and 1
+        for values other than 1 to 8.
+    """
+    if image.format == 'TIFF':
+        return 1
+    try:
+        # Pillow's base getexif reads the metadata read so far, the PNG
+        # chunks before the image data where eXIf belongs;
+        # PngImageFile.getexif would decode the pixels to look further.
+        value = Image.Image.getexif(image).get(_ORIENTATION, 1)
+    except Exception:
+        return 1
+    return value if value in range(1, 9) else 1
+
+
+def apply_orientation(array, orientation):
+    """An (H, W, ...) array of stored pixels as displayed under an EXIF
+    orientation (1: as stored, 2: mirrored, 3: turned 180 degrees, 4:
+    flipped, 5: transposed, 6: turned 90 degrees clockwise, 7:
+    transversed, 8: turned 90 degrees anticlockwise).
+
+    Returns:
+        numpy.ndarray: A contiguous array, (W, H, ...) for 5 to 8.
+    """
+    oriented = {
+        1: lambda a: a,
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: a[::-1].swapaxes(0, 1),
+        7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+        8: lambda a: a[:, ::-1].swapaxes(0, 1),
+    }[orientation](array)
+    return np.ascontiguousarray(oriented)
+
+
+#: What :func:`image_header` reads: ``size`` (width, height) as displayed,
+#: Pillow's ``mode``, the ``orientation`` the pixels need
+#: (:func:`pending_orientation`).
+ImageHeader = collections.namedtuple('ImageHeader',
+                                     ('size', 'mode', 'orientation'))
+
+
+def image_header(path):
+    """An image file's :data:`ImageHeader` read by Pillow without
+    decoding the pixels, or None when Pillow cannot open the file (the
+    readers report unreadable files, with their own message)."""
+    try:
+        with Image.open(path) as image:
+            orientation = pending_orientation(image)
+            width, height = image.size
+            mode = image.mode
+    except Exception:
+        return None
+    if orientation >= 5:
+        width, height = height, width
+    return ImageHeader((width, height), mode, orientation)
+
+
+def _orientation_of(data):
+    """:func:`pending_orientation` of an encoded file's bytes."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return pending_orientation(image)
+    except Exception:
+        return 1
 
 
 _stderr_lock = threading.Lock()
@@ -85,15 +172,15 @@ def decode_image_file(path, flags=None, fix='pass a complete JPEG, PNG, BMP, '
     Args:
         path (str): Image file.
         flags (int or None): ``cv2.imdecode`` flags; None for what
-            :func:`read_image` needs: JPEGs carry no alpha but often an
-            EXIF orientation, which OpenCV applies except in
-            ``IMREAD_UNCHANGED`` mode; other formats may carry alpha, which
-            only ``IMREAD_UNCHANGED`` keeps.
+            :func:`read_image` needs: JPEGs carry no alpha, other formats
+            may carry alpha, which only ``IMREAD_UNCHANGED`` keeps.
         fix (str): What the user can do, for the error message.
 
     Returns:
         numpy.ndarray: The image as ``cv2.imdecode`` returns it, never
-        empty.
+        empty, but as displayed: its EXIF orientation applied by
+        :func:`apply_orientation` whatever the format and the flags
+        (OpenCV applies it for some formats and flags only).
 
     Raises:
         UserError: Missing, a folder, unreadable, not an image, damaged.
@@ -112,6 +199,8 @@ def decode_image_file(path, flags=None, fix='pass a complete JPEG, PNG, BMP, '
     if flags is None:
         flags = (cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR if is_jpeg
                  else cv2.IMREAD_UNCHANGED)
+    if flags != cv2.IMREAD_UNCHANGED:  # which ignores it already
+        flags |= cv2.IMREAD_IGNORE_ORIENTATION
     img = None
     messages = []
     if data.size:
@@ -128,7 +217,7 @@ def decode_image_file(path, flags=None, fix='pass a complete JPEG, PNG, BMP, '
         if damage:
             raise UserError('cannot read image {}: the JPEG is truncated or '
                             'corrupt ({}); {}'.format(path, damage, fix))
-    return img
+    return apply_orientation(img, _orientation_of(data.tobytes()))
 
 
 def _to_unit_range(img):
@@ -153,7 +242,8 @@ def read_image(path):
     16-bit images are scaled to [0, 255] (float images are taken to be in
     [0, 1], OpenCV's convention). An alpha channel is composited over a
     white background, so that transparent areas look as image viewers
-    show them. The EXIF orientation of JPEG files is applied.
+    show them. The EXIF orientation is applied (any format): the image is
+    as viewers display it (:func:`pending_orientation`).
 
     Args:
         path (str): Image file.

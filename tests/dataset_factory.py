@@ -419,3 +419,88 @@ def make_own_dataset(root, layout='folders', classes=('background', 'cat',
     with open(path, 'w') as f:
         json.dump(desc, f, indent=2)
     return path
+
+
+# Files in less common encodings ---------------------------------------------
+
+#: Pillow's transposition that shows a stored picture under each EXIF
+#: orientation (as ``PIL.ImageOps.exif_transpose`` applies it).
+EXIF_TRANSPOSITIONS = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# The transposition that undoes each one.
+_UNDO = {None: None, Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90,
+         Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270}
+
+
+def stored_for_display(displayed, orientation):
+    """The picture to store with EXIF ``orientation`` so that viewers show
+    ``displayed`` (an (H, W) or (H, W, C) uint8 or uint16 array), by
+    Pillow's transpositions."""
+    method = EXIF_TRANSPOSITIONS[orientation]
+    method = _UNDO.get(method, method)
+    if method is None:
+        return np.array(displayed)
+    image = Image.fromarray(np.ascontiguousarray(displayed))
+    return np.asarray(image.transpose(method))
+
+
+def write_oriented(path, displayed, orientation, **save_options):
+    """Write an image file (format by extension: JPEG, PNG, WebP, TIFF)
+    whose EXIF orientation is ``orientation`` and which viewers show as
+    ``displayed`` ((H, W, 3) RGB or (H, W) grey uint8): its pixels are
+    stored turned back."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored_for_display(displayed, orientation)).save(
+        path, exif=exif.tobytes(), **save_options)
+
+
+def write_png(path, values, bit_depth, color_type=0, palette=None):
+    """Write a PNG of any bit depth and colour type from raw sample values,
+    for the encodings Pillow and OpenCV do not write (2- and 4-bit grey).
+
+    Args:
+        path (str): Output file.
+        values (numpy.ndarray): (H, W) or (H, W, C) samples, each below
+            ``2 ** bit_depth``.
+        bit_depth (int): 1, 2, 4, 8 or 16.
+        color_type (int): 0 grey, 2 RGB, 3 palette, 4 grey and alpha, 6
+            RGBA (the PNG specification's numbers).
+        palette (sequence or None): RGB triples of a palette image.
+    """
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack('>I', len(data)) + kind + data
+                + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
+    values = np.asarray(values)
+    h, w = values.shape[:2]
+    samples = values.reshape(h, -1).astype(np.int64)
+    assert samples.min() >= 0 and samples.max() < 2 ** bit_depth
+    if bit_depth < 8:
+        rows = np.packbits(np.unpackbits(
+            samples.astype(np.uint8)[:, :, None], axis=2)[:, :, -bit_depth:]
+            .reshape(h, -1), axis=1)
+    else:
+        rows = samples.astype('>u{}'.format(bit_depth // 8)).view(
+            np.uint8).reshape(h, -1)
+    raw = b''.join(b'\0' + row.tobytes() for row in rows)
+    data = (b'\x89PNG\r\n\x1a\n'
+            + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, bit_depth,
+                                         color_type, 0, 0, 0)))
+    if palette is not None:
+        data += chunk(b'PLTE', bytes(int(c) for rgb in palette for c in rgb))
+    data += chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b'')
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, 'wb') as f:
+        f.write(data)

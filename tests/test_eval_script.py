@@ -20,6 +20,7 @@ import random_weights
 from pspnet import device
 from pspnet import PSPNetResNet50
 from pspnet.evaluations import checkpoints
+from pspnet.evaluations import prediction_files
 from pspnet.datasets import CityscapesSemanticSegmentationDataset
 from pspnet.evaluations import calc_semantic_segmentation_confusion
 
@@ -379,3 +380,219 @@ def test_mpiexec_gpu_without_gpus_says_so(data):
     assert 'requirements-gpu.txt' in errors[0] and 'drop --gpu' in errors[0]
     assert 'mpi4py' not in result.stderr
     assert '--communicator' not in result.stderr
+
+
+# Outputs: made only after every check, removed when a run fails ------------
+
+def _tree(folder):
+    """Every path under ``folder``, relative, with file contents."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in dirnames:
+            found[os.path.relpath(os.path.join(dirpath, name), folder)] = None
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            found[os.path.relpath(path, folder)] = _read(path)
+    return found
+
+
+def _output_args(root, nested):
+    pred = os.path.join(root, 'new', 'pred') if nested else os.path.join(
+        root, 'pred')
+    color = os.path.join(pred, 'color') if nested else os.path.join(
+        root, 'color')
+    if nested:
+        os.makedirs(os.path.dirname(pred), exist_ok=True)
+    return ['--save-predictions', pred, '--save-color', color,
+            '--json', os.path.join(root, 'out.json')]
+
+
+@pytest.mark.parametrize('nested', [False, True])
+def test_a_refused_evaluation_leaves_nothing(data, tmp_path, capsys, nested):
+    """Whatever check fails (dataset, weights, class count, checkpoint),
+    the output folders, created only after every check, do not exist."""
+    root = str(tmp_path / 'outs')
+    os.makedirs(root)
+    outputs = _output_args(root, nested)
+    voc = dataset_factory.make_voc(str(tmp_path / 'voc'), splits=('val',),
+                                   n_images=1, size=(8, 8))
+    stale = checkpoints.checkpoint_path(os.path.join(root, 'out.json'))
+    cases = [
+        (_args(data)[:-1] + [str(tmp_path / 'none')], 'Cityscapes image'),
+        (['--dataset', 'voc'] + _args(data)[2:-1] + [voc],
+         'have 19 classes but voc has 21'),
+        (_args(data)[:5] + [str(tmp_path / 'no.npz')] + _args(data)[6:],
+         'no.npz'),
+        (_args(data, '--scales', '0.5'), 'evaluation checkpoint'),
+    ]
+    for argv, message in cases:
+        if message == 'evaluation checkpoint':  # of other options
+            checkpoints.save_checkpoint(
+                stale, checkpoints.EvaluationState(19), 'other')
+        before = _tree(root)
+        _expect_user_error(capsys, argv + outputs, message)
+        assert _tree(root) == before, message
+
+
+def test_a_bad_label_of_process_1_leaves_no_outputs(tmp_path):
+    """mpiexec -n 2: the label check of a described dataset fails on
+    process 1 only; no process creates an output."""
+    if not os.path.exists(MPIEXEC):
+        pytest.skip('mpiexec of the mpich wheel not installed')
+    from PIL import Image
+    path = dataset_factory.make_own_dataset(
+        str(tmp_path / 'data'), n_images=4, palette=False, size=(48, 40))
+    label_path = str(tmp_path / 'data' / 'labels' / 'val' /
+                     'val_003_mask.png')  # process 1's half
+    raw = np.asarray(Image.open(label_path)).copy()
+    raw[2, 2] = 9
+    Image.fromarray(raw).save(label_path)
+    weights = str(tmp_path / 'w.npz')
+    chainer.serializers.save_npz(weights, PSPNetResNet50(3, input_size=64))
+    root = str(tmp_path / 'outs')
+    os.makedirs(root)
+    for nested in (False, True):
+        result = _run(['--dataset', path, '--model', 'pspnet_resnet50',
+                       '--pretrained-model', weights, '--input-size', '64'
+                       ] + _output_args(root, nested), mpi=2, timeout=300)
+        assert result.returncode == 2, result.stderr
+        errors = [line for line in result.stderr.splitlines()
+                  if line.startswith('error: ')]
+        assert len(errors) == 1, result.stderr
+        assert errors[0].startswith('error: process 1: ')
+        assert label_path in errors[0] and 'the value 9 ' in errors[0]
+        assert _tree(root) == ({'new': None} if nested else {})
+
+
+def _broken_copy(data, tmp_path, index):
+    """A copy of the Cityscapes tree whose ``index``-th image is corrupt,
+    and a function that restores it."""
+    copy = str(tmp_path / 'cityscapes')
+    shutil.copytree(data['cityscapes'], copy)
+    image = CityscapesSemanticSegmentationDataset(
+        copy, split='val').img_paths[index]
+    content = _read(image)
+    with open(image, 'wb') as f:
+        f.write(b'broken')
+
+    def restore():
+        with open(image, 'wb') as f:
+            f.write(content)
+    return copy, restore
+
+
+def test_a_run_failing_midway_without_checkpoint_removes_its_files(
+        data, tmp_path, capsys):
+    """The third image is corrupt: the predictions of the first two and
+    the folders are removed when no checkpoint was written (files that
+    were there before stay, folders too)."""
+    copy, _ = _broken_copy(data, tmp_path, 2)
+    argv = _args(data)[:-1] + [copy, '--checkpoint-interval', '100000']
+    for nested in (False, True):
+        root = str(tmp_path / 'outs{}'.format(int(nested)))
+        os.makedirs(root)
+        _expect_user_error(capsys, argv + _output_args(root, nested),
+                           'cannot read image')
+        assert _tree(root) == ({'new': None} if nested else {})
+    # A prediction folder of an earlier run: its files stay, new ones go.
+    root = str(tmp_path / 'earlier')
+    os.makedirs(os.path.join(root, 'pred', 'aachen'))
+    names = prediction_files.relative_names(
+        CityscapesSemanticSegmentationDataset(copy, split='val').img_paths,
+        'cityscapes')
+    old = os.path.join(root, 'pred', names[0])
+    with open(old, 'wb') as f:
+        f.write(b'an earlier prediction')
+    _expect_user_error(capsys, argv + _output_args(root, False),
+                       'cannot read image')
+    tree = _tree(root)
+    assert set(tree) == {'pred', 'pred/aachen', 'pred/' + names[0]}
+    assert tree['pred/' + names[0]] != b'an earlier prediction'  # replaced
+
+
+def test_a_run_failing_midway_keeps_its_checkpoint(data, tmp_path, capsys):
+    """With a checkpoint, a failed run keeps it and the predictions before
+    it: the same command continues once the image is repaired, and gives
+    what an uninterrupted run gives."""
+    copy, restore = _broken_copy(data, tmp_path, 2)
+    argv = _args(data)[:-1] + [copy, '--checkpoint-interval', '0']
+    root = str(tmp_path / 'outs')
+    os.makedirs(root)
+    outputs = _output_args(root, True)
+    _expect_user_error(capsys, argv + outputs, 'cannot read image')
+    pred = outputs[1]
+    checkpoint = checkpoints.checkpoint_path(os.path.join(root, 'out.json'))
+    assert _progress_done(checkpoint) == 2
+    assert len(glob.glob(os.path.join(pred, '*', '*.png'))) == 2
+    assert len(glob.glob(os.path.join(pred, 'color', '*', '*.png'))) == 2
+    restore()
+    script.main(argv + outputs)
+    assert 'continuing from' in capsys.readouterr().err
+    assert not os.path.exists(checkpoint)
+    whole = str(tmp_path / 'whole')
+    os.makedirs(whole)
+    script.main(argv + _output_args(whole, True))
+    capsys.readouterr()
+    assert _tree(root) == _tree(whole)
+
+
+def test_colour_folder_options(data, tmp_path, capsys):
+    pred = str(tmp_path / 'pred')
+    _expect_user_error(capsys, _args(data, '--save-predictions', pred,
+                                     '--save-color', pred + '/'),
+                       'is the --save-predictions folder')
+    _expect_user_error(capsys, _args(data, '--save-predictions', pred,
+                                     '--save-color',
+                                     str(tmp_path / 'a' / 'b')),
+                       'does not exist')
+    assert not os.listdir(str(tmp_path))
+    script.main(_args(data, '--limit', '1', '--save-predictions', pred,
+                      '--save-color', os.path.join(pred, 'color')))
+    # The count of this run's predictions (--limit), not the dataset's.
+    assert 'predictions of 1 images in ' in capsys.readouterr().out
+    assert len(glob.glob(os.path.join(pred, '*', '*.png'))) == 1
+    assert len(glob.glob(os.path.join(pred, 'color', '*', '*.png'))) == 1
+
+
+def test_mpiexec_failing_midway_stops_together_and_cleans_up(data, tmp_path):
+    """A corrupt first image of process 1's share: process 0 stops after
+    its first batch, with one line; without checkpoints every prediction
+    and folder goes, with them (interval 0) process 0 keeps its first
+    prediction and its checkpoint, and the same command continues to the
+    result of an uninterrupted run."""
+    if not os.path.exists(MPIEXEC):
+        pytest.skip('mpiexec of the mpich wheel not installed')
+    copy, restore = _broken_copy(data, tmp_path, 2)  # process 1: 2 and 3
+    for interval in ('100000', '0'):
+        root = str(tmp_path / ('outs' + interval))
+        os.makedirs(root)
+        argv = _args(data)[:-1] + [copy, '--checkpoint-interval', interval
+                                   ] + _output_args(root, True)
+        result = _run(argv, mpi=2, timeout=300)
+        assert result.returncode == 2, result.stderr
+        errors = [line for line in result.stderr.splitlines()
+                  if line.startswith('error: ')]
+        assert len(errors) == 1, result.stderr
+        assert errors[0].startswith('error: process 1: cannot read image')
+        assert 'Traceback' not in result.stderr
+        tree = _tree(root)
+        if interval != '0':
+            assert tree == {'new': None}
+            continue
+        names = set(tree)
+        assert 'out.json.progress-0of2.npz' in names
+        assert 'out.json.progress-1of2.npz' not in names
+        predictions = [n for n in names if n.endswith('.png')
+                       and '/color/' not in n]
+        assert predictions == ['new/pred/aachen/aachen_000000_000019_'
+                               'pred_labelIds.png']
+    restore()
+    result = _run(argv, mpi=2, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert 'continuing from' in result.stderr
+    whole = str(tmp_path / 'whole')
+    os.makedirs(whole)
+    result = _run(_args(data)[:-1] + [copy] + _output_args(whole, True),
+                  mpi=2, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert _tree(root) == _tree(whole)

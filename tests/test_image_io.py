@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from PIL import ImageOps
 
 from pspnet import image_io
 from pspnet.datasets import base as datasets_base
@@ -240,3 +241,99 @@ def test_damaged_images_are_refused(tmp_path, seed):
         (tmp_path / 'marked.jpg').write_bytes(broken)
         with pytest.raises(UserError, match='truncated or corrupt'):
             image_io.read_image(str(tmp_path / 'marked.jpg'))
+
+
+# EXIF orientation: every file is used as displayed ----------------------
+
+_LOSSLESS = {'.png': {}, '.webp': {'lossless': True}, '.tif': {}}
+
+
+@pytest.mark.parametrize('orientation', range(1, 9))
+@pytest.mark.parametrize('ext', ['.jpg', '.png', '.webp', '.tif'])
+def test_images_are_read_as_displayed(tmp_path, ext, orientation):
+    """Every reader and the header give the picture as Pillow's
+    exif_transpose shows it, for each of the 8 orientations, random
+    non-square sizes and the formats that carry an orientation (OpenCV
+    alone turns JPEGs and PNGs, not WebPs, and only in some modes)."""
+    import dataset_factory
+    rng = np.random.RandomState(orientation * 10 + len(ext))
+    h, w = rng.randint(8, 40, 2)
+    w = h + 1 + w  # not square
+    if rng.rand() < 0.5:
+        h, w = w, h
+    displayed = rng.randint(0, 256, (h, w, 3)).astype(np.uint8)
+    if ext == '.jpg':  # smooth content, so that JPEG keeps it closely
+        displayed = _photo_like(rng, (h, w)).transpose(1, 2, 0)
+    path = str(tmp_path / ('photo' + ext))
+    dataset_factory.write_oriented(path, displayed, orientation,
+                                   **_LOSSLESS.get(ext, {'quality': 98,
+                                                        'subsampling': 0}))
+    with Image.open(path) as f:
+        viewer = np.asarray(ImageOps.exif_transpose(f))
+    stored = dataset_factory.stored_for_display(displayed, orientation)
+    # JPEG decoders differ by a few levels; a picture turned wrong differs
+    # by far more.
+    tolerance = 0 if ext in _LOSSLESS else 16
+    assert np.abs(viewer.astype(int) - displayed).max() <= tolerance
+    for other in range(1, 9):
+        wrong = image_io.apply_orientation(stored, other)
+        if other != orientation and wrong.shape == displayed.shape:
+            assert np.abs(wrong.astype(int) - displayed).max() > tolerance
+    for read in (image_io.read_image, datasets_base.read_rgb_image):
+        img = read(path)
+        assert img.shape == (3, h, w)
+        assert np.abs(img.transpose(1, 2, 0) - displayed).max() <= tolerance
+    header = image_io.image_header(path)
+    assert header.size == (w, h)
+    assert header.mode == 'RGB'
+
+
+@pytest.mark.parametrize('orientation', range(1, 9))
+def test_orientation_with_alpha_and_grey(tmp_path, orientation):
+    """read_image keeps alpha (OpenCV's IMREAD_UNCHANGED, which never
+    turns the picture) and still shows the picture as displayed."""
+    import dataset_factory
+    rng = np.random.RandomState(orientation)
+    rgba = rng.randint(0, 256, (6, 13, 4)).astype(np.uint8)
+    rgba[..., 3] = 255
+    path = str(tmp_path / 'rgba.png')
+    dataset_factory.write_oriented(path, rgba, orientation)
+    np.testing.assert_allclose(image_io.read_image(path).transpose(1, 2, 0),
+                               rgba[..., :3], atol=1e-3)
+    gray = rng.randint(0, 256, (6, 13)).astype(np.uint8)
+    dataset_factory.write_oriented(str(tmp_path / 'grey.png'), gray,
+                                   orientation)
+    for read in (image_io.read_image, datasets_base.read_rgb_image):
+        img = read(str(tmp_path / 'grey.png'))
+        for channel in img:
+            np.testing.assert_array_equal(channel, gray)
+
+
+@pytest.mark.parametrize('orientation', range(1, 9))
+def test_apply_orientation_is_pillows(orientation):
+    rng = np.random.RandomState(orientation)
+    for shape in ((3, 5), (4, 7, 3), (1, 6)):
+        array = rng.randint(0, 256, shape).astype(np.uint8)
+        method = __import__('dataset_factory').EXIF_TRANSPOSITIONS[
+            orientation]
+        expected = (array if method is None else
+                    np.asarray(Image.fromarray(array).transpose(method)))
+        np.testing.assert_array_equal(
+            image_io.apply_orientation(array, orientation), expected)
+
+
+def test_unusual_orientation_values_are_ignored(tmp_path):
+    """Values outside 1 to 8 (broken EXIF) leave the picture as stored, as
+    viewers do; a file Pillow cannot open has no header."""
+    rng = np.random.RandomState(0)
+    pixels = rng.randint(0, 256, (4, 9, 3)).astype(np.uint8)
+    for value in (0, 9, 300):
+        exif = Image.Exif()
+        exif[0x0112] = value
+        path = str(tmp_path / 'odd{}.png'.format(value))
+        Image.fromarray(pixels).save(path, exif=exif.tobytes())
+        np.testing.assert_array_equal(
+            image_io.read_image(path).transpose(1, 2, 0), pixels)
+        assert image_io.image_header(path) == ((9, 4), 'RGB', 1)
+    (tmp_path / 'x.png').write_bytes(b'nothing')
+    assert image_io.image_header(str(tmp_path / 'x.png')) is None

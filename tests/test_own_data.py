@@ -277,6 +277,101 @@ def test_bad_description_is_one_line(good, case, tmp_path):
     assert path in text or case == 'missing list', text
 
 
+def _dumps_with_repeat(obj, where, key, value, first):
+    """JSON text of ``obj`` in which the object at path ``where`` (a list
+    of keys from the top) gives ``key`` once more, with ``value``, before
+    (``first``) or after its other keys (json.dumps cannot repeat keys)."""
+    if isinstance(obj, dict):
+        pairs = [json.dumps(k) + ': ' + _dumps_with_repeat(
+            v, where[1:] if where and where[0] == k else None, key, value,
+            first) for k, v in obj.items()]
+        if where == []:
+            extra = json.dumps(key) + ': ' + json.dumps(value)
+            pairs = [extra] + pairs if first else pairs + [extra]
+        return '{' + ', '.join(pairs) + '}'
+    return json.dumps(obj)
+
+
+def _objects(obj, where=()):
+    """The paths of the JSON objects in ``obj`` (a list of keys each)."""
+    if isinstance(obj, dict):
+        yield list(where)
+        for k, v in obj.items():
+            for found in _objects(v, where + (k,)):
+                yield found
+
+
+@pytest.mark.parametrize('seed', range(12))
+def test_a_key_given_twice_anywhere_is_refused(good, seed):
+    """JSON keeps the last of two equal keys, so a repeated key (a class
+    lost from label_map, a split's folder given twice...) is refused,
+    naming the key and the object that repeats it; in any object of the
+    file, with any value, first or last."""
+    root, desc = good
+    rng = np.random.RandomState(seed)
+    desc = _edit(desc, label_map={'0': 0, '1': 1, '2': 2, '7': 1},
+                 colors=[[1, 2, 3], [4, 5, 6], [7, 8, 9]])
+    places = list(_objects(desc))
+    where = places[rng.randint(len(places))]
+    target = desc
+    for k in where:
+        target = target[k]
+    key = sorted(target)[rng.randint(len(target))]
+    value = [None, 1, 'x', [2], {'a': 1}, target[key]][rng.randint(6)]
+    path = _write(root, 'repeat{}.json'.format(seed), _dumps_with_repeat(
+        desc, where, key, value, bool(rng.randint(2))))
+    with pytest.raises(UserError) as e:
+        registry.lookup(path)
+    text = str(e.value)
+    expected = 'key {} is given twice in {}'.format(
+        json.dumps(key), '.'.join(where) or 'the file')
+    assert expected in text and path in text and '\n' not in text, text
+
+
+def test_a_repeated_key_deep_inside_is_named_by_its_path(good):
+    root, desc = good
+    desc = _edit(desc, label_map={'2': 2, '2 ': 1})
+    text = json.dumps(desc).replace('"2 "', '"2"')
+    path = _write(root, 'label_map_twice.json', text)
+    with pytest.raises(UserError, match='key "2" is given twice in '
+                       'label_map'):
+        registry.lookup(path)
+    # An object inside a list: its index is named.
+    text = json.dumps(_edit(desc, label_map=None, colors=[
+        [0, 0, 0], [1, 1, 1], {'r': 1}])).replace('{"r": 1}',
+                                                  '{"r": 1, "r": 2}')
+    path = _write(root, 'in_a_list.json', text)
+    with pytest.raises(UserError, match=r'key "r" is given twice in '
+                       r'colors\[2\]'):
+        registry.lookup(path)
+
+
+@pytest.mark.parametrize('keys', [('2', ' 2'), ('2', '2 '), (' 7', '7')])
+def test_one_stored_value_under_two_keys_is_refused(good, keys):
+    root, desc = good
+    mapping = {'0': 0, '1': 1, keys[0]: 2, keys[1]: 1}
+    path = _write(root, 'same_value.json', _edit(desc, label_map=mapping))
+    with pytest.raises(UserError) as e:
+        registry.lookup(path)
+    assert 'label_map keys {!r} and {!r} are the same stored value'.format(
+        *keys) in str(e.value)
+
+
+def test_scripts_refuse_a_repeated_key_in_one_line(good, tmp_path):
+    root, desc = good
+    text = json.dumps(_edit(desc, label_map={'0': 0, '1': 1, '2': 2})
+                      ).replace('"2": 2', '"2": 2, "2": 1')
+    path = _write(root, 'twice.json', text)
+    out = str(tmp_path / 'pred')
+    result = _run_script([os.path.join(ROOT, 'eval_semantic_segmentation.py'),
+                          '--dataset', path, '--model', 'pspnet_resnet50',
+                          '--save-predictions', out])
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert 'key "2" is given twice in label_map' in lines[0]
+    assert not os.path.exists(out)
+
+
 def _run_script(argv, timeout=300):
     return _run([sys.executable] + argv, timeout)
 
@@ -479,6 +574,399 @@ def test_label_check_is_cached(tmp_path, monkeypatch):
     os.utime(label_path, ns=(1, 1))
     with pytest.raises(UserError, match='the value 9 '):
         registry.lookup(path).get('train').check_labels()
+
+
+# -- label encodings --------------------------------------------------------
+
+def _pillow_1bit(path, values):
+    Image.fromarray(values.astype(bool)).save(path)
+
+
+def _palette(bits):
+    def write(path, values):
+        dataset_factory.write_png(path, values, bits, 3, palette=[
+            (i, 255 - i, 7 * i % 256) for i in range(2 ** bits)])
+    return write
+
+
+def _pillow_palette_transparent(path, values):
+    img = Image.fromarray(values.astype(np.uint8), mode='P')
+    img.putpalette([c for i in range(256) for c in (i, i, 255 - i)])
+    img.save(path, transparency=0)
+
+
+def _cv2(dtype):
+    def write(path, values):
+        import cv2
+        assert cv2.imwrite(path, values.astype(dtype))
+    return write
+
+
+#: Encodings of label maps that are read as their stored values: (writer,
+#: the values the file may hold).
+LABEL_ENCODINGS = {
+    '1-bit (Pillow)': (_pillow_1bit, [0, 1]),
+    '1-bit grey': (lambda p, v: dataset_factory.write_png(p, v, 1), [0, 1]),
+    '2-bit grey': (lambda p, v: dataset_factory.write_png(p, v, 2),
+                   list(range(4))),
+    '4-bit grey': (lambda p, v: dataset_factory.write_png(p, v, 4),
+                   list(range(16))),
+    '8-bit grey': (_cv2(np.uint8), list(range(12)) + [200]),
+    '16-bit grey': (_cv2(np.uint16), [0, 3, 256, 1000, 65534]),
+    '16-bit grey (hand)': (lambda p, v: dataset_factory.write_png(p, v, 16),
+                           [1, 255, 4096, 65535]),
+    '1-bit palette': (_palette(1), [0, 1]),
+    '2-bit palette': (_palette(2), list(range(4))),
+    '4-bit palette': (_palette(4), list(range(16))),
+    '8-bit palette': (_palette(8), [0, 5, 17, 254]),
+    'palette with transparency': (_pillow_palette_transparent, [0, 1, 2]),
+}
+
+
+def _rgb(bits, alpha=False):
+    def write(path, values):
+        channels = [values] * 3 + ([np.full_like(values, 2 ** bits - 1)]
+                                   if alpha else [])
+        dataset_factory.write_png(path, np.dstack(channels), bits,
+                                  6 if alpha else 2)
+    return write
+
+
+def _grey_alpha(bits):
+    def write(path, values):
+        dataset_factory.write_png(path, np.dstack(
+            [values, np.full_like(values, 2 ** bits - 1)]), bits, 4)
+    return write
+
+
+#: Encodings that are refused: (writer, PIL mode, words of the message).
+REFUSED_ENCODINGS = {
+    '8-bit RGB': (_rgb(8), 'RGB', 'a colour picture'),
+    '16-bit RGB': (_rgb(16), 'RGB', 'a colour picture'),
+    '8-bit RGBA': (_rgb(8, alpha=True), 'RGBA', 'a colour picture'),
+    '8-bit grey and alpha': (_grey_alpha(8), 'LA', 'alpha'),
+    '16-bit grey and alpha': (_grey_alpha(16), 'RGBA', 'colour'),
+    'grey RGB by OpenCV': (lambda p, v: _cv2(np.uint8)(
+        p, np.dstack([v] * 3)), 'RGB', 'colours are not read as classes'),
+}
+
+
+def _one_label_dataset(root, write, values, rng):
+    """A described dataset of one image and its label map, written by
+    ``write`` with random ``values``, one class per value (label_map)."""
+    h, w = (int(n) for n in rng.randint(5, 40, 2))
+    raw = rng.choice(values, (h, w))
+    raw.flat[:len(values)] = values  # every value appears
+    raw = rng.permutation(raw.ravel()).reshape(h, w)
+    os.makedirs(os.path.join(root, 'images'))
+    os.makedirs(os.path.join(root, 'labels'))
+    Image.fromarray(rng.randint(0, 256, (h, w, 3)).astype(np.uint8)).save(
+        os.path.join(root, 'images', 'a.jpg'))
+    write(os.path.join(root, 'labels', 'a.png'), raw)
+    ignore = 65535 if 65535 not in values else 0
+    path = _write(root, 'dataset.json', {
+        'classes': ['c{}'.format(v) for v in values],
+        'label_map': {str(v): c for c, v in enumerate(values)},
+        'ignore_label': ignore,
+        'train': {'images': 'images', 'labels': 'labels'}})
+    return path, raw
+
+
+@pytest.mark.parametrize('encoding', sorted(LABEL_ENCODINGS))
+def test_label_encodings_read_as_stored_values(encoding, tmp_path):
+    """1-bit masks give 0 and 1, 2- and 4-bit grey their stored values (not
+    Pillow's 8-bit expansion: 3 in a 2-bit file is not 255, the ignore
+    value), palettes their indices, 16-bit files their values: through
+    the reader, the described dataset's check and counts, training's
+    header check and the items."""
+    write, values = LABEL_ENCODINGS[encoding]
+    rng = np.random.RandomState(len(encoding))
+    path, raw = _one_label_dataset(str(tmp_path), write, values, rng)
+    ds = registry.lookup(path).get('train')
+    np.testing.assert_array_equal(base.read_label_image(ds.label_paths[0]),
+                                  raw)
+    ids = np.searchsorted(values, raw)
+    counts = np.bincount(ids.ravel(), minlength=len(values))
+    np.testing.assert_array_equal(ds.check_labels(),
+                                  [counts, np.where(counts, raw.size, 0)])
+    _header_check(ds)
+    np.testing.assert_array_equal(ds[0][1], ids)
+
+
+@pytest.mark.parametrize('encoding', sorted(REFUSED_ENCODINGS))
+def test_colour_and_alpha_labels_are_refused_in_plain_words(encoding,
+                                                            tmp_path):
+    write, mode, words = REFUSED_ENCODINGS[encoding]
+    rng = np.random.RandomState(len(encoding))
+    path, _ = _one_label_dataset(str(tmp_path), write, [0, 1, 2], rng)
+    ds = registry.lookup(path).get('train')
+    label_path = ds.label_paths[0]
+    for check in (lambda: base.read_label_image(label_path),
+                  ds.check_labels, lambda: _header_check(ds),
+                  lambda: ds[0]):
+        with pytest.raises(UserError) as e:
+            check()
+        text = str(e.value)
+        assert text.startswith('label image {} is a {} image, '.format(
+            label_path, mode)), text
+        assert words in text and 'single-channel' in text, text
+
+
+def test_other_label_files_are_refused(tmp_path):
+    """Floating-point and CMYK files (any label_extension) are refused,
+    and 32-bit files with negative values name the value."""
+    import cv2
+    rng = np.random.RandomState(0)
+    path = str(tmp_path / 'float.tif')
+    cv2.imwrite(path, rng.rand(4, 5).astype(np.float32))
+    with pytest.raises(UserError, match='is a F image, of floating-point'):
+        base.read_label_image(path)
+    path = str(tmp_path / 'cmyk.jpg')
+    Image.new('CMYK', (4, 5)).save(path)
+    with pytest.raises(UserError, match='is a CMYK image, a colour'):
+        base.read_label_image(path)
+    root = str(tmp_path / 'int32')
+    dataset, _ = _one_label_dataset(root, lambda p, v: None, [0, 1, 2], rng)
+    with open(dataset) as f:
+        desc = json.load(f)
+    desc['train']['label_extension'] = '.tif'
+    _write(root, 'dataset.json', desc)
+    label = rng.randint(0, 3, (8, 8)).astype(np.int32)
+    label[2, 3] = -5
+    Image.fromarray(label, mode='I').save(os.path.join(root, 'labels',
+                                                       'a.tif'))
+    Image.new('RGB', (8, 8)).save(os.path.join(root, 'images', 'a.jpg'))
+    ds = registry.lookup(dataset).get('train')
+    with pytest.raises(UserError, match='holds the value -5 '):
+        ds.check_labels()
+
+
+@pytest.mark.parametrize('compression', [None, 'tiff_deflate'])
+@pytest.mark.parametrize('mode', ['1', 'L', 'I;16', 'P'])
+def test_tiff_labels_with_an_orientation(tmp_path, mode, compression):
+    """TIFF label maps (label_extension .tif) are read as displayed for
+    each orientation, also uncompressed single-channel ones, which
+    Pillow scrambles when it turns them in a memory-mapped file."""
+    rng = np.random.RandomState(len(mode))
+    for orientation in range(1, 9):
+        h, w = (int(n) for n in rng.randint(3, 30, 2))
+        w += h  # not square
+        values = rng.randint(0, {'1': 2, 'I;16': 65536}.get(mode, 256),
+                             (h, w))
+        stored = dataset_factory.stored_for_display(
+            values.astype(np.uint16 if mode == 'I;16' else np.uint8),
+            orientation)
+        image = (Image.fromarray(stored.astype(bool)) if mode == '1'
+                 else Image.fromarray(stored, mode if mode == 'P' else None))
+        if mode == 'P':
+            image.putpalette([i % 256 for i in range(768)])
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        path = str(tmp_path / 'label{}.tif'.format(orientation))
+        image.save(path, exif=exif.tobytes(), compression=compression)
+        header = base.image_header(path)
+        assert header.size == (w, h) and header.mode == mode
+        np.testing.assert_array_equal(base.read_label_image(path), values)
+
+
+# -- photos with an EXIF orientation ---------------------------------------
+
+ORIENTED_SIZE = (40, 56)   # displayed (height, width): not square
+ORIENTED_LABELS = dict(classes=('bg', 'cell', 'nucleus'), palette=False,
+                       label_map={0: 10, 1: 20, 2: 30}, ignore_label=0)
+STORED_ORIENTATION = 'label maps must follow the displayed orientation'
+
+
+def _orient_photos(path):
+    """Store image k of each split with EXIF orientation k % 8 + 1 and the
+    picture turned so that viewers still show the generated one (its
+    label map, unchanged, is drawn on the image as displayed).
+
+    Returns:
+        dict: split -> list of (displayed RGB, raw label, orientation).
+    """
+    items = {}
+    for split in ('train', 'val'):
+        ds = registry.lookup(path).get(split)
+        items[split] = []
+        for k, (img_path, label_path) in enumerate(zip(ds.img_paths,
+                                                       ds.label_paths)):
+            displayed = np.asarray(Image.open(img_path).convert('RGB'))
+            orientation = k % 8 + 1
+            dataset_factory.write_oriented(img_path, displayed, orientation,
+                                           quality=98, subsampling=0)
+            raw = np.asarray(Image.open(label_path))
+            items[split].append((displayed, raw, orientation))
+    return items
+
+
+@pytest.fixture(scope='module')
+def oriented(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('oriented') / 'data')
+    path = dataset_factory.make_own_dataset(
+        root, n_images=8, size=ORIENTED_SIZE, seed=7, **ORIENTED_LABELS)
+    return path, _orient_photos(path)
+
+
+def _copy(oriented, tmp_path):
+    import shutil
+    path, items = oriented
+    root = str(tmp_path / 'copy')
+    shutil.copytree(os.path.dirname(path), root)
+    return os.path.join(root, os.path.basename(path)), items
+
+
+def _expected_ids(raw):
+    ids = np.full(raw.shape, -1, np.int32)
+    for c, value in ORIENTED_LABELS['label_map'].items():
+        ids[raw == value] = c
+    return ids
+
+
+def _header_check(dataset):
+    from pspnet.training import loader
+    loader.check_label_files(dataset, range(len(dataset)))
+
+
+def test_photos_pair_with_labels_drawn_as_displayed(oriented):
+    """Images with each of the 8 orientations: the up-front checks
+    (values and sizes; training's header check) accept the labels drawn
+    on the image as displayed, and every item pairs the image as
+    displayed with its label, aligned."""
+    path, items = oriented
+    for split in ('train', 'val'):
+        ds = registry.lookup(path).get(split)
+        assert sorted(o for _, _, o in items[split]) == list(range(1, 9))
+        ds.check_labels()
+        _header_check(ds)
+        for i, (displayed, raw, orientation) in enumerate(items[split]):
+            header = base.image_header(ds.img_paths[i])
+            assert header.size == ORIENTED_SIZE[::-1]
+            assert header.orientation == orientation
+            img, label = ds[i]
+            assert img.shape == (3,) + ORIENTED_SIZE
+            assert np.abs(img.transpose(1, 2, 0) - displayed).mean() < 4
+            np.testing.assert_array_equal(label, _expected_ids(raw))
+            if orientation != 1:  # stored otherwise: far from displayed
+                stored = np.asarray(Image.open(ds.img_paths[i]))
+                assert (stored.shape != displayed.shape or np.abs(
+                    stored.astype(float) - displayed).mean() > 20)
+
+
+@pytest.mark.parametrize('orientation', [5, 6, 7, 8])
+def test_labels_drawn_on_the_stored_picture_are_refused(oriented, tmp_path,
+                                                        orientation):
+    """A label map of the stored picture of a turned, non-square photo is
+    refused by every check, saying that labels follow the displayed
+    orientation: the described dataset's check, training's header check,
+    the item itself, and the evaluation before the model loads."""
+    path, items = _copy(oriented, tmp_path)
+    ds = registry.lookup(path).get('val')
+    i = orientation - 1
+    displayed, raw, found = items['val'][i]
+    assert found == orientation
+    Image.fromarray(dataset_factory.stored_for_display(raw, orientation)
+                    ).save(ds.label_paths[i])
+    ds = registry.lookup(path).get('val')
+    for check in (ds.check_labels, lambda: _header_check(ds),
+                  lambda: ds[i]):
+        with pytest.raises(UserError) as e:
+            check()
+        text = str(e.value)
+        assert STORED_ORIENTATION in text and ds.label_paths[i] in text
+        assert '{}x{}'.format(*ORIENTED_SIZE) in text  # the stored size
+    out = str(tmp_path / 'pred')
+    result = _run_script([
+        os.path.join(ROOT, 'eval_semantic_segmentation.py'), '--dataset',
+        path, '--model', 'pspnet_resnet50', '--pretrained-model',
+        str(tmp_path / 'not_loaded.npz'), '--save-predictions', out])
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert STORED_ORIENTATION in lines[0]
+    assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize('orientation', range(1, 9))
+def test_label_files_carrying_an_orientation_are_read_as_displayed(
+        oriented, tmp_path, orientation):
+    """A label PNG that carries its photo's EXIF orientation (saved with
+    the photo's metadata, drawn on the stored picture) is shown turned
+    like the photo by viewers, and read so: aligned."""
+    path, items = _copy(oriented, tmp_path)
+    ds = registry.lookup(path).get('train')
+    i = orientation - 1
+    displayed, raw, found = items['train'][i]
+    assert found == orientation
+    dataset_factory.write_oriented(ds.label_paths[i], raw, orientation)
+    ds = registry.lookup(path).get('train')
+    ds.check_labels()
+    _header_check(ds)
+    np.testing.assert_array_equal(ds[i][1], _expected_ids(raw))
+    np.testing.assert_array_equal(base.read_label_image(ds.label_paths[i]),
+                                  raw)
+
+
+def test_evaluation_of_photos_with_orientations(oriented, tmp_path, capsys):
+    """Evaluation counts each image as displayed against its label, and
+    writes predictions of the displayed size."""
+    path, items = oriented
+    np.random.seed(3)
+    model = PSPNetResNet50(3, input_size=CROP)
+    weights = str(tmp_path / 'w.npz')
+    chainer.serializers.save_npz(weights, model)
+    out, pred = str(tmp_path / 'e.json'), tmp_path / 'pred'
+    eval_semantic_segmentation.main([
+        '--dataset', path, '--model', 'pspnet_resnet50',
+        '--pretrained-model', weights, '--input-size', str(CROP),
+        '--json', out, '--save-predictions', str(pred), '--no-flip'])
+    capsys.readouterr()
+    with open(out) as f:
+        record = json.load(f)
+    model = PSPNetResNet50(pretrained_model=weights, input_size=CROP)
+    model.flip = False
+    ds = registry.lookup(path).get('val')
+    preds = model.predict([ds[i][0] for i in range(len(ds))])
+    from pspnet.evaluations import calc_semantic_segmentation_confusion
+    expected = calc_semantic_segmentation_confusion(
+        preds, [_expected_ids(raw) for _, raw, _ in items['val']], n_class=3)
+    np.testing.assert_array_equal(record['confusion'], expected)
+    assert np.asarray(record['confusion']).sum() == sum(
+        int((_expected_ids(raw) >= 0).sum()) for _, raw, _ in items['val'])
+    written = sorted(pred.rglob('*.png'))
+    assert len(written) == len(items['val'])
+    for name, p in zip(written, preds):
+        np.testing.assert_array_equal(np.asarray(Image.open(str(name))), p)
+
+
+@pytest.mark.skipif(not os.path.isfile(MPIEXEC),
+                    reason='no mpiexec next to {} (pip install mpich)'.format(
+                        sys.executable))
+def test_two_process_training_on_photos_with_orientations(oriented,
+                                                          tmp_path):
+    """mpiexec -n 2 training takes the photos as displayed with their
+    labels; a label of the stored picture that only process 1 checks
+    stops every process before the model loads, in one line."""
+    path, items = _copy(oriented, tmp_path)
+    command = [MPIEXEC, '-n', '2', sys.executable,
+               os.path.join(ROOT, 'train_multi.py'), '--dataset', path,
+               '--model', 'pspnet_resnet50', '--crop-size', str(CROP),
+               '--batchsize', '1', '--iteration', '1',
+               '--pretrained-model', 'none', '--val-interval', '0',
+               '--loaderjob', '0', '--no-progress']
+    result = _run(command + ['--out', str(tmp_path / 'ok')])
+    assert result.returncode == 0, result.stdout + result.stderr
+    ds = registry.lookup(path).get('train')
+    i = 5  # orientation 6; odd: process 1's share of the header check
+    displayed, raw, orientation = items['train'][i]
+    assert orientation == 6
+    Image.fromarray(dataset_factory.stored_for_display(raw, orientation)
+                    ).save(ds.label_paths[i])
+    result = _run(command + ['--out', str(tmp_path / 'refused')])
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith('error: process 1: ')
+    assert STORED_ORIENTATION in lines[0] and ds.label_paths[i] in lines[0]
+    assert not os.path.exists(str(tmp_path / 'refused' / 'model_final.npz'))
 
 
 # -- class weights ----------------------------------------------------------

@@ -1,6 +1,7 @@
 """What the three datasets share: reading images and label maps, and the
 (image, label) dataset over lists of file paths."""
 
+import io
 import os
 
 import chainer
@@ -8,14 +9,16 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from pspnet import image_io
 from pspnet.errors import UserError
 from pspnet.image_io import decode_image_file
 
 
 def read_rgb_image(path):
     """Read an image file as a CHW RGB array, as ChainerCV reads dataset
-    images (OpenCV's ``IMREAD_COLOR``: grey repeated, alpha dropped, the
-    EXIF orientation applied).
+    images (OpenCV's ``IMREAD_COLOR``: grey repeated, alpha dropped), as
+    displayed: its EXIF orientation applied, whatever the format
+    (:func:`pspnet.image_io.pending_orientation`).
 
     Args:
         path (str): Image file (JPEG, PNG, ...).
@@ -31,45 +34,95 @@ def read_rgb_image(path):
     return bgr[:, :, ::-1].transpose(2, 0, 1).astype(np.float32)
 
 
-# PIL modes of label files: palette, 8-bit, 32-bit and 16-bit grey.
-LABEL_MODES = ('P', 'L', 'I', 'I;16')
+#: PIL modes of label files: 1-bit, 2-, 4- and 8-bit grey, palette
+#: (indices), 16-bit and 32-bit integers.
+LABEL_MODES = ('1', 'L', 'P', 'I', 'I;16', 'I;16B', 'I;16L', 'I;16N')
+
+# Pillow expands 2- and 4-bit grey samples to 8 bits (0, 85, 170, 255 and
+# 0, 17, ..., 255); the stored values are these divided by the step. The
+# raw modes say so (L;2, L;2I, L;2R..., the same for 4 bits).
+_EXPANDED_GREY = (('L;2', 85), ('L;4', 17))
+
+_COLOUR_MODES = ('RGB', 'RGBA', 'RGBX', 'RGBa', 'CMYK', 'YCbCr', 'LAB',
+                 'HSV')
+
+
+def label_mode_problem(path, mode):
+    """Why a label file of PIL ``mode`` cannot be read as class ids (one
+    line, naming the file and what to do), or None when it can: 1-bit,
+    grey (2 to 16 bits, 32-bit integers) and palette images."""
+    if mode in LABEL_MODES:
+        return None
+    if mode in _COLOUR_MODES:
+        what = ('a colour picture, whose colours are not read as classes; '
+                'save the class ids as a single-channel (greyscale) PNG, '
+                'or as a palette PNG whose indices are the class ids')
+    elif mode in ('LA', 'La', 'PA'):
+        what = ('with an alpha (transparency) channel; save it without '
+                'alpha, as a single-channel (greyscale) or palette PNG of '
+                'class ids')
+    elif mode == 'F':
+        what = ('of floating-point values; save the class ids as an 8- or '
+                '16-bit single-channel PNG')
+    else:
+        what = ('not a map of class ids; save the class ids as a '
+                'single-channel (greyscale) or palette PNG')
+    return 'label image {} is a {} image, {}'.format(path, mode, what)
 
 
 def image_header(path):
-    """((width, height), mode) from an image file's header (Pillow reads
-    no pixels), or None when Pillow cannot tell (unreadable files are
-    reported, with their own message, when they are read)."""
-    try:
-        with Image.open(path) as image:
-            return image.size, image.mode
-    except Exception:
-        return None
+    """An image file's :data:`pspnet.image_io.ImageHeader` (the size as
+    displayed, the mode, the orientation), without decoding its pixels,
+    or None when Pillow cannot open it (unreadable files are reported,
+    with their own message, when they are read)."""
+    return image_io.image_header(path)
 
 
 def check_label_size(label_path, label_size, img_path, img_size, fix):
-    """Refuse a label map whose size is not its image's.
+    """Refuse a label map whose size is not its image's as displayed.
+
+    Label maps follow the image as displayed (its EXIF orientation
+    applied, as image viewers and labelme show it); a label of the stored
+    size of a turned image is refused in words that say so.
 
     Args:
         label_path, img_path (str): The two files, for the message.
-        label_size, img_size (tuple of ints): (width, height) of each.
+        label_size, img_size (tuple of ints): (width, height) of each, as
+            displayed.
         fix (str): What to do about it, for the message.
 
     Raises:
         UserError: The sizes differ.
     """
-    if tuple(label_size) != tuple(img_size):
+    if tuple(label_size) == tuple(img_size):
+        return
+    header = image_header(img_path)
+    if (header is not None and header.orientation >= 5
+            and tuple(label_size) == tuple(img_size[::-1])):
         raise UserError(
-            'label image {} is {}x{} but its image {} is {}x{}; each label '
-            'map must have its image\'s size ({})'.format(
+            'label image {} is {}x{} but its image {} is {}x{} as displayed '
+            '(its EXIF orientation {} turns the stored {}x{} picture): label '
+            'maps must follow the displayed orientation, as image viewers '
+            'and labelme show the image; turn the label map, or draw it on '
+            'the image as displayed ({})'.format(
                 label_path, label_size[0], label_size[1], img_path,
-                img_size[0], img_size[1], fix))
+                img_size[0], img_size[1], header.orientation, img_size[1],
+                img_size[0], fix))
+    raise UserError(
+        'label image {} is {}x{} but its image {} is {}x{}; each label '
+        'map must have its image\'s size ({})'.format(
+            label_path, label_size[0], label_size[1], img_path,
+            img_size[0], img_size[1], fix))
 
 
 def read_label_image(path):
-    """Read a label map stored as a single-channel or palette PNG.
+    """Read a label map: its stored values, as displayed.
 
-    The pixel values are the stored values: for palette images the palette
-    indices, not their colours.
+    Palette images give their palette indices, not their colours; 1-bit
+    images 0 and 1; 2- and 4-bit grey images their stored values (0 to 3,
+    0 to 15), not Pillow's expansion to 8 bits. Colour images and images
+    with alpha are refused. An EXIF orientation is applied, as for images
+    (:func:`pspnet.image_io.pending_orientation`).
 
     Args:
         path (str): Label image file.
@@ -80,21 +133,42 @@ def read_label_image(path):
     Raises:
         UserError: The file is missing, corrupt, or a colour image.
     """
+    problem = None
     try:
-        with Image.open(path) as f:
-            mode = f.mode
-            raw = (np.asarray(f, dtype=np.int32) if mode in LABEL_MODES
-                   else None)
+        # From bytes: Pillow memory-maps uncompressed TIFFs given by name,
+        # and scrambles single-channel ones when it turns them (EXIF
+        # orientations 5 to 8) in place.
+        with open(path, 'rb') as data, Image.open(io.BytesIO(
+                data.read())) as f:
+            problem = label_mode_problem(path, f.mode)
+            if problem is None:
+                orientation = image_io.pending_orientation(f)
+                step = _grey_step(f)
+                raw = np.asarray(f).astype(np.int32)
     except (OSError, SyntaxError, ValueError) as e:
         raise UserError('cannot read label image {}: missing or corrupt '
                         '({}); restore the file from the dataset archive'
                         .format(path, e))
-    if raw is None:
-        raise UserError(
-            'label image {} is a {} image, not a single-channel or palette '
-            'PNG; use the label files of the dataset archive'.format(
-                path, mode))
-    return raw
+    if problem is not None:
+        raise UserError(problem)
+    if step > 1:
+        raw //= step
+    return image_io.apply_orientation(raw, orientation)
+
+
+def _grey_step(image):
+    """The factor by which Pillow expanded the grey samples of ``image``
+    (85 for 2 bits, 17 for 4 bits), 1 for other images."""
+    if image.mode != 'L':
+        return 1
+    for tile in image.tile:
+        args = tile[3] if len(tile) > 3 else None
+        rawmode = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(rawmode, str):
+            for prefix, step in _EXPANDED_GREY:
+                if rawmode.startswith(prefix):
+                    return step
+    return 1
 
 
 def require_dir(path, what, fix):

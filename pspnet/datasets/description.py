@@ -23,10 +23,15 @@ A folder split pairs ``images/REL/STEM.EXT`` with
 ``labels/REL/STEM{label_suffix}{label_extension}`` (subfolders included);
 a list split reads lines ``IMAGE LABEL`` whose paths are relative to the
 list file's folder (or to the split's ``root``). Label maps are
-single-channel PNGs (palette PNGs read as palette indices) of class
-indices, or of the stored values of ``label_map``; ``ignore_label`` pixels
-are ignored. Everything else is refused with one line, before any work:
-see :func:`load_description` and :meth:`DescribedDataset.check_labels`.
+single-channel PNGs (1-, 2-, 4-, 8- or 16-bit grey read as their stored
+values, palette PNGs as their palette indices) of class indices, or of
+the stored values of ``label_map``; ``ignore_label`` pixels are ignored.
+Images and label maps are used as displayed (their EXIF orientation
+applied), so a label map is drawn on its image as displayed. Everything
+else is refused with one line, before any work: see
+:func:`load_description` and :meth:`DescribedDataset.check_labels`. A key
+given twice in an object of the file is refused too (JSON would keep the
+last one).
 """
 
 import hashlib
@@ -63,10 +68,49 @@ _FOLDER_KEYS = ('images', 'labels', 'label_suffix', 'image_extensions',
 _LIST_KEYS = ('list', 'root')
 # Largest value a 16-bit label PNG holds.
 _MAX_STORED = 65535
+# Version of the label reading and checking whose results the cache keeps
+# (2: 1/2/4-bit labels read as their stored values, sizes and pixels as
+# displayed).
+_CHECK_VERSION = 2
 
 
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Object(dict):
+    """A JSON object that remembers the keys it was given more than once
+    (:func:`json.load` keeps the last value of a repeated key)."""
+
+    def __init__(self, pairs):
+        super(_Object, self).__init__()
+        self.repeated = []
+        for key, value in pairs:
+            if key in self and key not in self.repeated:
+                self.repeated.append(key)
+            self[key] = value
+
+
+def _repeated_key(value, where=None):
+    """(key, where) of the first key given twice in an object of a
+    document read with :class:`_Object`, in document order (``where`` the
+    object's path, such as ``label_map`` or ``colors[2]``, or 'the file'),
+    or None."""
+    if isinstance(value, _Object):
+        if value.repeated:
+            return value.repeated[0], where or 'the file'
+        children = (('{}.{}'.format(where, key) if where else key, child)
+                    for key, child in value.items())
+    elif isinstance(value, list):
+        children = (('{}[{}]'.format(where or '', i), child)
+                    for i, child in enumerate(value))
+    else:
+        return None
+    for child_where, child in children:
+        found = _repeated_key(child, child_where)
+        if found is not None:
+            return found
+    return None
 
 
 class _Checker(object):
@@ -154,6 +198,7 @@ def _lookup_table(check, desc, n_class, ignore):
         check.fail('"label_map" must be a non-empty object of "stored '
                    'value": class index')
     pairs = []
+    keys_of = {}
     for key, value in mapping.items():
         try:
             stored = int(key)
@@ -162,6 +207,11 @@ def _lookup_table(check, desc, n_class, ignore):
         if not 0 <= stored <= _MAX_STORED or str(stored) != key.strip():
             check.fail('label_map key {!r} is not a stored value (an '
                        'integer in [0, {}])'.format(key, _MAX_STORED))
+        if stored in keys_of:
+            check.fail('label_map keys {!r} and {!r} are the same stored '
+                       'value {}'.format(keys_of[stored], key, stored),
+                       'keep one entry per stored value')
+        keys_of[stored] = key
         if stored == ignore:
             check.fail('label_map maps the ignore_label {}'.format(ignore))
         if not _is_int(value) or not -1 <= value < n_class:
@@ -320,12 +370,18 @@ class _Description(object):
                             '"Your own data")'.format(path))
         try:
             with open(path, encoding='utf-8') as f:
-                desc = json.load(f)
+                desc = json.load(f, object_pairs_hook=_Object)
         except (ValueError, UnicodeDecodeError) as e:
             check.fail('not valid JSON ({})'.format(e))
         except OSError as e:
             raise UserError('cannot read dataset file {} ({})'.format(
                 path, e))
+        repeated = _repeated_key(desc)
+        if repeated is not None:
+            check.fail('key {} is given twice in {} (JSON would keep the '
+                       'last one and drop the other without a word)'.format(
+                           json.dumps(repeated[0]), repeated[1]),
+                       'keep one entry per key')
         check.keys(desc, _TOP_KEYS, 'the file')
         self.label_names = _classes(check, desc)
         n_class = len(self.label_names)
@@ -371,7 +427,7 @@ class _Description(object):
             check.fail('no split', 'add "train" and "val" (and optionally '
                        '"test")')
         self.signature = hashlib.sha1(json.dumps(
-            [self.path, n_class, self.ignore_label,
+            [_CHECK_VERSION, self.path, n_class, self.ignore_label,
              self.table.tolist()]).encode()).hexdigest()[:16]
 
     def pairs(self, split, data_dir):
@@ -417,7 +473,8 @@ class DescribedDataset(base.SegmentationDataset):
 
     def convert_label(self, raw):
         table = self.table
-        inside = raw < len(table)
+        # Negative values (32-bit files) are no stored value either.
+        inside = (raw >= 0) & (raw < len(table))
         return np.where(inside, table[np.where(inside, raw, 0)],
                         self.n_class).astype(np.int32)
 
@@ -431,7 +488,7 @@ class DescribedDataset(base.SegmentationDataset):
         header = base.image_header(self.img_paths[i])
         if header is not None:
             base.check_label_size(path, label.shape[::-1], self.img_paths[i],
-                                  header[0], self.fix)
+                                  header.size, self.fix)
         return np.bincount(label[label >= 0].ravel(),
                            minlength=self.n_class).tolist()
 

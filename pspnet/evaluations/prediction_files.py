@@ -27,6 +27,8 @@ import numpy as np
 from PIL import Image
 
 from pspnet.atomic import check_target
+from pspnet.atomic import make_folders
+from pspnet.atomic import remove_created
 from pspnet.atomic import write_atomic
 from pspnet.atomic import write_error
 from pspnet.datasets.cityscapes_labels import cityscapes_labels
@@ -121,29 +123,62 @@ def relative_names(img_paths, benchmark):
     return names
 
 
-def check_output_dir(path, option):
-    """Create the output folder if needed and check that files may be
-    written into it, before the evaluation starts.
+def check_output_dir(path, option, will_exist=()):
+    """Check, before the evaluation starts, that the output folder exists
+    and files may be written into it, or that it can be created; nothing
+    is created (:func:`make_output_dirs` does, once every check passed).
+
+    Args:
+        path (str): The folder.
+        option (str): Its option, for the messages.
+        will_exist (sequence of str): Folders checked before, which
+            :func:`make_output_dirs` creates first (a parent of ``path``
+            may be one).
 
     Raises:
         UserError: The folder is a file, its parent does not exist, or it
-        may not be written to.
+        may not be written to or created.
     """
     if os.path.exists(path) and not os.path.isdir(path):
         raise UserError('{} {} is a file; give a folder'.format(option, path))
-    if not os.path.isdir(path):
-        parent = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(parent):
-            raise UserError('the folder {} of {} {} does not exist; create '
-                            'it or write elsewhere'.format(parent, option,
-                                                           path))
+    if os.path.isdir(path):
+        check_target(os.path.join(path, 'x.png'), 'prediction file')
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if parent in (os.path.abspath(folder) for folder in will_exist):
+        return
+    if not os.path.isdir(parent):
+        raise UserError('the folder {} of {} {} does not exist; create '
+                        'it or write elsewhere'.format(parent, option, path))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError('cannot create {} {} (permission denied); choose a '
+                        'folder you may write to'.format(option, path))
+
+
+def make_output_dirs(folders):
+    """Create the output folders that do not exist.
+
+    Args:
+        folders (sequence of (str, str)): (option, folder) pairs, checked
+            by :func:`check_output_dir`.
+
+    Returns:
+        list of str: The folders created (for
+        :func:`pspnet.atomic.remove_created`).
+
+    Raises:
+        UserError: One cannot be created (what was created is removed).
+    """
+    created = []
+    for option, folder in folders:
         try:
-            os.makedirs(path, exist_ok=True)
+            created += make_folders(folder)
         except OSError as e:
+            remove_created(folders=created)
             raise UserError('cannot create {} {} ({}); choose a folder you '
-                            'may write to'.format(option, path,
+                            'may write to'.format(option, folder,
                                                   e.strerror or e))
-    check_target(os.path.join(path, 'x.png'), 'prediction file')
+    return created
 
 
 def _encode(values, palette=None):
@@ -162,11 +197,14 @@ def _encode(values, palette=None):
 
 
 def _write(path, data):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    """Write ``data`` to ``path`` atomically; returns the folders it
+    created."""
     try:
+        created = make_folders(os.path.dirname(path))
         write_atomic(path, lambda f: f.write(data))
     except OSError as e:
         raise write_error(path, e)
+    return created
 
 
 class PredictionWriter(object):
@@ -192,6 +230,9 @@ class PredictionWriter(object):
         self.benchmark = benchmark
         self.n_class = n_class
         self.color_folder = color_folder
+        #: Files this writer created (not those it replaced) and folders
+        #: it created.
+        self.written, self.created = [], []
         self._colors = np.zeros((max(n_class, 1), 3), dtype=np.uint8)
         if len(label_colors):
             self._colors[:len(label_colors)] = np.asarray(label_colors,
@@ -205,17 +246,35 @@ class PredictionWriter(object):
         """Write image ``i``'s prediction, (H, W) int class ids."""
         values = to_file_values(pred_label, self.benchmark, self.n_class)
         palette = voc_palette if self.benchmark == 'voc' else None
-        _write(self.path(i), _encode(values, palette))
+        paths = [(self.path(i), _encode(values, palette))]
         if self.color_folder is not None:
             rgb = self._colors[np.asarray(pred_label)]
-            _write(os.path.join(self.color_folder, self.names[i]),
-                   _encode(np.ascontiguousarray(rgb[:, :, ::-1])))
+            paths.append((os.path.join(self.color_folder, self.names[i]),
+                          _encode(np.ascontiguousarray(rgb[:, :, ::-1]))))
+        for path, data in paths:
+            new = not os.path.lexists(path)
+            self.created += _write(path, data)
+            if new:
+                self.written.append(path)
 
-    def packing_hint(self):
-        """Lines saying where the files are and how to send them."""
+    def remove_written(self):
+        """Remove the files this writer created (files it replaced stay,
+        with their new content) and the folders it created (those left
+        empty): what a failed run leaves of no use."""
+        remove_created(self.written, self.created)
+        self.written, self.created = [], []
+
+    def packing_hint(self, n_images=None):
+        """Lines saying where the files are and how to send them.
+
+        Args:
+            n_images (int or None): Predictions written (the first
+                ``n_images`` images, ``--limit``); by default all.
+        """
         folder = os.path.abspath(self.folder)
-        lines = ['predictions of {} images in {}'.format(len(self.names),
-                                                         folder)]
+        if n_images is None:
+            n_images = len(self.names)
+        lines = ['predictions of {} images in {}'.format(n_images, folder)]
         archive = folder.rstrip(os.sep)
         if self.benchmark == 'cityscapes':
             lines.append('label ids as the Cityscapes server takes them; '

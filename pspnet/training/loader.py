@@ -163,7 +163,8 @@ def training_iterator(dataset, mean, crop_size, batchsize, n_loaders,
 
 def check_label_files(dataset, indices):
     """Check, from file headers only, that the label files of some items
-    have their images' sizes and are single-channel or palette images (a
+    have their images' sizes as displayed (EXIF orientation applied, as
+    the loader reads them) and are single-channel or palette images (a
     bad item would stop the run when the loader first meets it, maybe
     hours later). Label values need the pixels: the loader checks them.
 
@@ -187,12 +188,10 @@ def check_label_files(dataset, indices):
         label_header = base.image_header(label_paths[i])
         if img_header is None or label_header is None:
             continue
-        (img_size, _), (label_size, mode) = img_header, label_header
-        if mode not in base.LABEL_MODES:
-            raise UserError(
-                'label image {} is a {} image, not a single-channel or '
-                'palette PNG; use the label files of the dataset archive '
-                '(checked before training)'.format(label_paths[i], mode))
-        base.check_label_size(label_paths[i], label_size, img_paths[i],
-                              img_size, 'fix or remove the pair; checked '
-                              'before training')
+        problem = base.label_mode_problem(label_paths[i], label_header.mode)
+        if problem is not None:
+            raise UserError(problem + ' (checked before training)')
+        base.check_label_size(label_paths[i], label_header.size,
+                              img_paths[i], img_header.size,
+                              'fix or remove the pair; checked before '
+                              'training')
