@@ -10,8 +10,7 @@ The graph takes ``image``, a (B, 3, N, N) float32 RGB batch in [0, 255]
 (the mean is subtracted inside the graph, B is free), and returns
 ``logits``, (B, n_class, N, N) float32 class scores before softmax at the
 input size. Images of other sizes go through the windows or the canvas of
-``pspnet.onnx_export.OnnxRuntimeSegmenter`` (see README.md, "Exporting to
-ONNX"). Needs onnx below 1.19 (``pip install -r requirements-extras.txt``);
+``pspnet.onnx_export.OnnxRuntimeSegmenter`` (see docs/onnx.md). Needs onnx below 1.19 (``pip install -r requirements-extras.txt``);
 ``--check`` also needs onnxruntime.
 """
 

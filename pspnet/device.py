@@ -28,7 +28,7 @@ def require_gpu(gpu):
     if not chainer.backends.cuda.available or gpu_count() == 0:
         raise UserError('--gpu {} needs CuPy and a CUDA GPU, and CuPy is '
                         'not installed or sees none; install '
-                        'requirements-gpu.txt (see README) or drop --gpu to '
+                        'requirements-gpu.txt (see docs/gpu.md) or drop --gpu to '
                         'run on the CPU'.format(gpu))
     n_gpu = gpu_count()
     if gpu >= n_gpu:
@@ -80,7 +80,7 @@ def choose_device_kind(device='auto'):
     if device == 'gpu':
         raise UserError('--device gpu needs CuPy and a CUDA GPU, and CuPy '
                         'sees none; install requirements-gpu.txt (see '
-                        'README) or use --device cpu')
+                        'docs/gpu.md) or use --device cpu')
     return 'cpu'
 
 

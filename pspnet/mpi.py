@@ -107,8 +107,8 @@ def create_communicator(name, fix=None):
         return chainermn.create_communicator(name)
     except Exception as e:  # ImportError, NCCL and MPI errors alike
         if fix is None:
-            fix = ('install mpi4py (and CuPy with NCCL for GPUs, see README) '
-                   'or pick another communicator')
+            fix = ('install mpi4py (and CuPy with NCCL for GPUs, see '
+                   'docs/gpu.md) or pick another communicator')
         raise UserError('cannot start the {} communicator ({}: {}); {}'
                         .format(name, type(e).__name__, e, fix))
 

@@ -44,7 +44,7 @@ class CityscapesSemanticSegmentationDataset(base.SegmentationDataset):
         data_dir/gtCoarse/{split}/{city}/{name}_gtCoarse_labelIds.png
 
     Cityscapes may not be redistributed: download it yourself (see
-    README). Items are sorted by city, then by file name.
+    docs/datasets.md). Items are sorted by city, then by file name.
 
     Args:
         data_dir (str): Folder holding ``leftImg8bit`` and ``gtFine`` (or

@@ -366,8 +366,8 @@ class _Description(object):
         self.check = check
         if not os.path.isfile(path):
             raise UserError('dataset file {} does not exist; pass the path '
-                            'of a dataset description .json (see README, '
-                            '"Your own data")'.format(path))
+                            'of a dataset description .json (see '
+                            'docs/own-data.md)'.format(path))
         try:
             with open(path, encoding='utf-8') as f:
                 desc = json.load(f, object_pairs_hook=_Object)
