@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 import demo
-from random_weights import save_random_weights
 from pspnet import datasets
 from pspnet import visualizations
+from tests.helpers.random_weights import save_random_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, 'demo.py')

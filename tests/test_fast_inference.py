@@ -21,9 +21,9 @@ from pspnet.inference import release_buffers
 from pspnet.inference import threads
 from pspnet.inference import unsupported_reason
 from pspnet.inference import winograd
-from random_weights import randomize_batch_normalization
-from random_weights import sensitive_model
-from random_weights import smooth_image
+from tests.helpers.random_weights import randomize_batch_normalization
+from tests.helpers.random_weights import sensitive_model
+from tests.helpers.random_weights import smooth_image
 
 N_CLASS = 7
 SIZE = 65

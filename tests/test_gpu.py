@@ -14,8 +14,8 @@ from pspnet import PSPNetResNet50
 from pspnet.device import gpu_count
 from pspnet.device import use_gpu
 from pspnet.evaluations import SemanticSegmentationConfusion
-from random_weights import randomize_batch_normalization
-from random_weights import smooth_image
+from tests.helpers.random_weights import randomize_batch_normalization
+from tests.helpers.random_weights import smooth_image
 
 
 pytestmark = pytest.mark.skipif(gpu_count() == 0,

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import dataset_factory
 import demo
 import eval_semantic_segmentation
 import train_multi
@@ -26,6 +25,7 @@ from pspnet.datasets import registry
 from pspnet.errors import UserError
 from pspnet.training import class_weights
 from pspnet.training.train_chain import TrainChain
+from tests.helpers import dataset_factory
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), 'mpiexec')

@@ -20,15 +20,15 @@ import chainer.links as L
 import numpy as np
 import pytest
 
-import dataset_factory
 from pspnet import PSPNetResNet50
 from pspnet import inference
 from pspnet import mpi
 from pspnet import precision
 from pspnet import pretrained
 from pspnet.training import mixed16
-from random_weights import randomize_batch_normalization
-from random_weights import smooth_image
+from tests.helpers import dataset_factory
+from tests.helpers.random_weights import randomize_batch_normalization
+from tests.helpers.random_weights import smooth_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), 'mpiexec')
