@@ -275,8 +275,8 @@ def test_tf32_on_the_cpu_is_a_noted_no_op():
                     reason='this machine has a GPU')
 def test_bench_gpu_without_gpu_is_one_line():
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'benchmarks', 'bench_gpu.py')],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, '-m', 'benchmarks.bench_gpu'], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         universal_newlines=True, timeout=120)
     assert result.returncode == 1
     assert result.stdout.strip().splitlines() == [
