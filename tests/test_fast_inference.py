@@ -242,10 +242,10 @@ def test_codelets_apply_the_transform_matrices(m):
 
 
 def test_codelets_are_what_the_generator_writes():
-    tool = os.path.join(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))), 'tools', 'gen_winograd_codelets.py')
-    result = subprocess.run([sys.executable, tool, '--check'],
-                            capture_output=True, text=True)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, '-m', 'tools.gen_winograd_codelets', '--check'],
+        cwd=root, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

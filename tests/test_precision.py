@@ -5,7 +5,7 @@ float32's, its float32 files, a resume that keeps the loss scale).
 
 The CPU computes float16 convolutions with float32 accumulation
 (pspnet.precision.enable_cpu_float16_gemm), as GPUs do; the speed and the
-agreement on real weights are measured on a GPU (tools/gpu_check.sh,
+agreement on real weights are measured on a GPU (tools/gpu/gpu_check.sh,
 benchmarks/bench_gpu.py)."""
 
 import copy
