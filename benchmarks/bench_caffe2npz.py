@@ -1,16 +1,16 @@
 """Time and peak memory of caffe2npz.py on a full-size ResNet101 caffemodel.
 
-    .venv/bin/python benchmarks/bench_caffe2npz.py [--runs 2]
+    .venv/bin/python -m benchmarks.bench_caffe2npz [--runs 2]
         [--json result/bench_caffe2npz.json]
 
 Writes a synthetic pspnet101_cityscapes.caffemodel in the released layout
-(tests/caffemodel_factory.py, 263 MB like the real file) into a temporary
-folder, converts it with ``python caffe2npz.py`` in a child process per run
-and reports its wall time (Python start and imports included), the time the
-script itself reports, and the child's peak resident memory, also relative
-to the file size. Goal of issue 3: at most 10 s and at most twice the file
-size. Page-cache state matters for the first run; the machine's load is
-recorded with the results.
+(tests/helpers/caffemodel_factory.py, 263 MB like the real file) into a
+temporary folder, converts it with ``python caffe2npz.py`` in a child
+process per run and reports its wall time (Python start and imports
+included), the time the script itself reports, and the child's peak resident
+memory, also relative to the file size. Goal of issue 3: at most 10 s and at
+most twice the file size. Page-cache state matters for the first run; the
+machine's load is recorded with the results.
 """
 
 import argparse
@@ -23,11 +23,10 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, 'tests')]
+from benchmarks.json_results import write_json
+from tests.helpers import caffemodel_factory
 
-import caffemodel_factory  # NOQA
-from json_results import write_json  # NOQA
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 GOAL_SECONDS = 10.0
 GOAL_MEMORY_RATIO = 2.0

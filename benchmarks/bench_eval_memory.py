@@ -1,6 +1,6 @@
 """Peak memory of an evaluation versus the number of images.
 
-    .venv/bin/python benchmarks/bench_eval_memory.py [--counts 10,40,160]
+    .venv/bin/python -m benchmarks.bench_eval_memory [--counts 10,40,160]
         [--size 256,512] [--json result/bench_eval_memory.json]
 
 Writes a synthetic Cityscapes val set (real layout) of the largest count,
@@ -23,12 +23,9 @@ import tempfile
 
 import numpy as np
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(_HERE, '..'))
-sys.path.insert(0, os.path.join(_HERE, '..', 'tests'))
+from benchmarks.json_results import write_json
 
-from json_results import write_json  # NOQA
-
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_CLASS = 19
 
 
@@ -80,7 +77,7 @@ def main():
     counts = [int(c) for c in args.counts.split(',')]
     size = tuple(int(s) for s in args.size.split(','))
 
-    import dataset_factory
+    from tests.helpers import dataset_factory
     with tempfile.TemporaryDirectory(prefix='bench-eval-') as tmp:
         n_max = max(counts)
         cities = ('aachen', 'bochum', 'zurich', 'bremen')
@@ -93,8 +90,9 @@ def main():
             row = {'n_images': n}
             for mode in ('streaming', 'keep_all'):
                 out = subprocess.check_output(
-                    [sys.executable, os.path.abspath(__file__), '--child',
-                     mode, str(n), data_dir], universal_newlines=True)
+                    [sys.executable, '-m', 'benchmarks.bench_eval_memory',
+                     '--child', mode, str(n), data_dir], cwd=ROOT,
+                    universal_newlines=True)
                 result = json.loads(out.strip().splitlines()[-1])
                 row[mode + '_peak_rss_mb'] = round(result['peak_rss_mb'], 1)
                 row[mode + '_miou'] = result['miou']

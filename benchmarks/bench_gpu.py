@@ -1,6 +1,6 @@
 """GPU speed of PSPNet in each precision, in one run.
 
-    .venv/bin/python benchmarks/bench_gpu.py [--gpu 0] [--iterations 10]
+    .venv/bin/python -m benchmarks.bench_gpu [--gpu 0] [--iterations 10]
         [--warmup 3] [--modes float32,cudnn,tf32,half]
         [--json result/bench_gpu.json]
 
@@ -40,8 +40,9 @@ import subprocess
 import sys
 import time
 
+from benchmarks.json_results import write_json
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT]
 
 MODES = ('float32', 'cudnn', 'tf32', 'half')
 _ENV = {
@@ -209,15 +210,15 @@ def main(argv=None):
         if mode != 'tf32':
             env.pop('CUPY_TF32', None)
         result = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), '--child', mode]
-            + passed, env=env, stdout=subprocess.PIPE, universal_newlines=True)
+            [sys.executable, '-m', 'benchmarks.bench_gpu', '--child', mode]
+            + passed, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+            universal_newlines=True)
         if result.returncode != 0:
             print('mode {} failed (exit {})'.format(mode, result.returncode))
             rows.append({'mode': mode, 'failed': result.returncode})
             continue
         rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
     _print_table(rows, args)
-    from json_results import write_json
     write_json(args.json, {'rows': rows, 'args': {
         k: v for k, v in vars(args).items() if k != 'child'}})
     return 0 if all('failed' not in r for r in rows) else 1

@@ -1,6 +1,6 @@
 """CPU inference speed and memory of PSPNet, against the GEMM limit.
 
-    .venv/bin/python benchmarks/bench_inference.py --json bench.json
+    .venv/bin/python -m benchmarks.bench_inference --json bench.json
 
 For PSPNetResNet101 at 713 and PSPNetResNet50 at 473, batch 1 and 2, it
 times the forward pass (logits at input size) of
@@ -52,7 +52,6 @@ machine they got.
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import resource
@@ -61,10 +60,11 @@ import sys
 import tempfile
 import time
 
-from json_results import write_json
+# Neither imports numpy (whose import fixes OpenBLAS's kernels).
+from benchmarks import openblas_coretype
+from benchmarks.json_results import write_json
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SIZES = {'resnet50': 473, 'resnet101': 713}
 DEFAULT_CHAINERCV_PYTHON = '/tmp/oracle-venv/bin/python'
 DEFAULT_TORCH_PYTHONS = ('/tmp/torch-venv/bin/python',
@@ -76,17 +76,6 @@ MODELS = {}  # depth -> class, filled by main()
 LABELS = {'fast': 'fast (numpy)', 'plain': 'plain Chainer',
           'chainercv': 'ChainerCV 0.13.1', 'torch': 'PyTorch twin',
           'onnxruntime': 'ONNX Runtime', 'openvino': 'OpenVINO'}
-
-
-def openblas_helper():
-    """``benchmarks/openblas_coretype.py``, loaded by path: it imports no
-    numpy (whose import fixes OpenBLAS's kernels)."""
-    spec = importlib.util.spec_from_file_location(
-        'openblas_coretype', os.path.join(ROOT, 'benchmarks',
-                                          'openblas_coretype.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------- child
@@ -119,8 +108,7 @@ def _load_model(impl, spec):
         model.cleargrads()
         return model
     if impl == 'torch':
-        sys.path.insert(0, HERE)
-        import torch_twin
+        from benchmarks import torch_twin  # needs torch: its Python only
         return torch_twin.load(spec['weights'], size)
     if impl == 'onnxruntime':
         import onnxruntime
@@ -131,7 +119,6 @@ def _load_model(impl, spec):
         return openvino.Core().compile_model(
             spec['onnx'], 'CPU', {'INFERENCE_PRECISION_HINT': 'f32',
                                   'PERFORMANCE_HINT': 'LATENCY'})
-    sys.path.insert(0, ROOT)
     from pspnet import PSPNetResNet101
     from pspnet import PSPNetResNet50
     cls = PSPNetResNet50 if depth == 50 else PSPNetResNet101
@@ -182,8 +169,7 @@ def run_child(spec):
     import numpy as np
     impl = spec['impl']
     if impl == 'export-onnx':
-        sys.path.insert(0, HERE)
-        import torch_twin
+        from benchmarks import torch_twin  # needs torch: its Python only
         torch_twin.export_onnx(spec['weights'], (spec['size'],) * 2,
                                spec['onnx'])
         return {}
@@ -208,7 +194,7 @@ def run_child(spec):
         np.save(spec['output'], out if impl.startswith('predict-')
                 else out[:1])
     result.update(times_s=walls, cpu_s=cpus, peak_mb=_peak_mb(),
-                  openblas_core=openblas_helper().loaded_core_name())
+                  openblas_core=openblas_coretype.loaded_core_name())
     if impl in ('fast', 'predict-fast'):
         from pspnet.inference import blas
         result['fast_gemm'] = blas.description()
@@ -231,7 +217,6 @@ def gemm_gflops(n=4096, repeat=5):
     """Best float32 GEMM throughput, GFLOP/s, of numpy's matmul and of the
     fast path's GEMM (:mod:`pspnet.inference.blas`), as a dict."""
     import numpy as np
-    sys.path.insert(0, ROOT)
     from pspnet.inference import blas
     rng = np.random.RandomState(0)
     a = rng.rand(n, n).astype(np.float32)
@@ -315,10 +300,13 @@ def make_weights(depth, path, rng):
 
 
 def spawn(python, spec):
-    """Run one measurement in a fresh process; returns its dict, or
+    """Run one measurement in a fresh process of ``python`` (which may be
+    another environment's, with ChainerCV or torch), from the repository
+    root so that ``-m`` finds this module; returns its dict, or
     ``{'error': ...}``."""
-    cmd = [python, os.path.abspath(__file__), '--child', json.dumps(spec)]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE,
+    cmd = [python, '-m', 'benchmarks.bench_inference', '--child',
+           json.dumps(spec)]
+    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, universal_newlines=True)
     for line in proc.stdout.splitlines():
         if line.startswith('RESULT '):
@@ -467,7 +455,6 @@ def gpu_benchmark(args):
     import chainer
     import cupy
     import numpy as np
-    sys.path.insert(0, ROOT)
     from pspnet import PSPNetResNet101
     from pspnet import PSPNetResNet50
     from pspnet.device import use_gpu
@@ -609,7 +596,7 @@ def main():
         return
     # Before numpy is imported here, and inherited by the children.
     if args.openblas_coretype == 'avx512':
-        coretype = openblas_helper().avx512_coretype()
+        coretype = openblas_coretype.avx512_coretype()
         if coretype:
             os.environ['OPENBLAS_CORETYPE'] = coretype
         else:
@@ -621,7 +608,6 @@ def main():
 
     import chainer
     import numpy as np
-    sys.path.insert(0, ROOT)
     from pspnet import PSPNetResNet101
     from pspnet import PSPNetResNet50
     MODELS.update({50: PSPNetResNet50, 101: PSPNetResNet101})
@@ -655,7 +641,7 @@ def main():
 
     from pspnet.inference import blas
     gemm_before = gemm_gflops()
-    core = openblas_helper().loaded_core_name()
+    core = openblas_coretype.loaded_core_name()
     print('float32 GEMM, 4096^3: numpy matmul (OpenBLAS {} kernels) {:.0f} '
           'GFLOP/s; fast path ({}) {:.0f} GFLOP/s; OPENBLAS_NUM_THREADS={}'
           .format(core, gemm_before['numpy'], blas.description(),

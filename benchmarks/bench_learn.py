@@ -1,6 +1,6 @@
 """Does the training recipe learn? PSPNetResNet50 from scratch on shapes.
 
-    .venv/bin/python benchmarks/bench_learn.py [--iterations 200]
+    .venv/bin/python -m benchmarks.bench_learn [--iterations 200]
         [--crop-size 97] [--batchsize 4] [--processes 1] [--lr 0.01]
         [--n-train 48] [--n-val 12] [--keep DIR]
         [--json result/bench_learn.json]
@@ -29,11 +29,9 @@ import sys
 import tempfile
 import time
 
+from benchmarks.json_results import write_json
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT]
-
-from json_results import write_json  # NOQA
-
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), 'mpiexec')
 CLASSES = ('background', 'disc', 'square', 'triangle')
 #: Mean RGB of each shape class.

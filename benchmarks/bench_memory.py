@@ -2,7 +2,7 @@
 fast CPU path and on Chainer's plain path: the figures behind
 :mod:`pspnet.memory`.
 
-    .venv/bin/python benchmarks/bench_memory.py [--sizes 97,193,289,385,481]
+    .venv/bin/python -m benchmarks.bench_memory [--sizes 97,193,289,385,481]
         [--depths 50,101] [--json result/bench_memory.json]
 
 Each run is a fresh process: it builds a PSPNet of random weights (19
@@ -23,10 +23,9 @@ import sys
 
 import numpy as np
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(_HERE, '..'))
+from benchmarks.json_results import write_json
 
-from json_results import write_json  # NOQA
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _status_kb(field):
@@ -79,8 +78,8 @@ def main():
         for depth in [int(d) for d in args.depths.split(',')]:
             for size in [int(s) for s in args.sizes.split(',')]:
                 out = subprocess.run(
-                    [sys.executable, os.path.abspath(__file__), '--child',
-                     str(depth), str(size), path],
+                    [sys.executable, '-m', 'benchmarks.bench_memory',
+                     '--child', str(depth), str(size), path], cwd=ROOT,
                     check=True, capture_output=True, text=True).stdout
                 row = json.loads(out.strip().splitlines()[-1])
                 rows.append(row)

@@ -1,18 +1,19 @@
 """Training speed of train_multi.py with 1 and 2 CPU processes.
 
-    .venv/bin/python benchmarks/bench_train.py [--processes 1,2]
+    .venv/bin/python -m benchmarks.bench_train [--processes 1,2]
         [--crop-size 96] [--batchsize 2] [--iterations 8] [--warmup 2]
         [--json result/bench_train.json]
 
-Writes a tiny Cityscapes in the real layout (tests/dataset_factory.py) into
-a temporary folder, then runs ``mpiexec -n P python train_multi.py`` (CPU,
-PSPNetResNet50, random start, no snapshot, data loaded in the training
-processes) for each process count P, and reads the elapsed time of every
-iteration from the run's log. The first ``--warmup`` iterations (start-up
-work) and the last one (it includes the final validation) are left out.
-Each process gets ``cores // P`` BLAS threads (OMP_NUM_THREADS). Reports
-iterations per second and images per second (P x batch size per
-iteration); the machine's load is recorded with the results.
+Writes a tiny Cityscapes in the real layout
+(tests/helpers/dataset_factory.py) into a temporary folder, then runs
+``mpiexec -n P python train_multi.py`` (CPU, PSPNetResNet50, random start,
+no snapshot, data loaded in the training processes) for each process count
+P, and reads the elapsed time of every iteration from the run's log. The
+first ``--warmup`` iterations (start-up work) and the last one (it includes
+the final validation) are left out. Each process gets ``cores // P`` BLAS
+threads (OMP_NUM_THREADS). Reports iterations per second and images per
+second (P x batch size per iteration); the machine's load is recorded with
+the results.
 """
 
 import argparse
@@ -24,12 +25,10 @@ import subprocess
 import sys
 import tempfile
 
+from benchmarks.json_results import write_json
+from tests.helpers import dataset_factory
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, 'tests')]
-
-import dataset_factory  # NOQA
-from json_results import write_json  # NOQA
-
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), 'mpiexec')
 
 

@@ -2,7 +2,7 @@
 by direct methods and by Winograd F(2x2), F(4x4) and F(6x6), and the tile
 size the fast path chooses.
 
-    .venv/bin/python benchmarks/bench_winograd.py [--size 713]
+    .venv/bin/python -m benchmarks.bench_winograd [--size 713]
 
 The layers are PSPNet's stride-1 3x3 convolutions at the given input size
 (the stem's, one of each ResNet stage and the head's 4096 -> 512), on
@@ -13,8 +13,6 @@ absolute output.
 """
 
 import argparse
-import os
-import sys
 import time
 
 import chainer
@@ -22,10 +20,8 @@ import chainer.functions as F
 import chainer.links as L
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
-
-from pspnet.inference import network  # NOQA
-from pspnet.inference import winograd  # NOQA
+from pspnet.inference import network
+from pspnet.inference import winograd
 
 
 def layers(size):

@@ -7,7 +7,8 @@ half the float32 GEMM speed the cores have (120 instead of 225 GFLOP/s
 per core on an EPYC Zen 5). ``OPENBLAS_CORETYPE=SkylakeX`` selects
 AVX-512 kernels, whose instructions these cores have. OpenBLAS reads the
 variable once, when numpy is first imported, so a process must set it
-before: ``benchmarks/bench_inference.py --openblas-coretype avx512`` does.
+before: ``python -m benchmarks.bench_inference --openblas-coretype avx512``
+does.
 (The fast inference path brings its own, newer OpenBLAS:
 :mod:`pspnet.inference.blas`.)
 The module imports nothing but the standard library (numpy only inside

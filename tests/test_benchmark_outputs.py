@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import dataset_factory
 import eval_semantic_segmentation as script
-import random_weights
 from pspnet import PSPNetResNet50
 from pspnet.datasets import ADE20KSemanticSegmentationDataset
 from pspnet.datasets import CityscapesSemanticSegmentationDataset
@@ -21,6 +19,8 @@ from pspnet.datasets import VOCSemanticSegmentationDataset
 from pspnet.evaluations import benchmark_scores
 from pspnet.evaluations import calc_semantic_segmentation_confusion
 from pspnet.evaluations import prediction_files
+from tests.helpers import dataset_factory
+from tests.helpers import random_weights
 
 try:
     from cityscapesscripts.evaluation import \

@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import pytest
 
-import caffemodel_factory as factory
 from pspnet import atomic
 from pspnet.caffe import convert_caffemodel
 from pspnet.caffe import layout
@@ -21,6 +20,7 @@ from pspnet.errors import UserError
 from pspnet.links import PSPNetResNet101
 from pspnet.links import PSPNetResNet50
 from pspnet.pretrained import link_shapes
+from tests.helpers import caffemodel_factory as factory
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BN_ARRAYS = ('gamma', 'beta', 'avg_mean', 'avg_var')

@@ -11,8 +11,6 @@ import chainer
 import numpy as np
 import pytest
 
-import caffemodel_factory as factory
-import dataset_factory
 from pspnet import models
 from pspnet import pretrained
 from pspnet.caffe import convert_caffemodel
@@ -20,6 +18,8 @@ from pspnet.errors import UserError
 from pspnet.links import PSPNetResNet50
 from pspnet.training import initial_weights
 from pspnet.training.train_chain import TrainChain
+from tests.helpers import caffemodel_factory as factory
+from tests.helpers import dataset_factory
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), 'mpiexec')

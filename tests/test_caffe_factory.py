@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-import caffemodel_factory as factory
 from pspnet.caffe import schema
 from pspnet.links import PSPNetResNet101
 from pspnet.links import PSPNetResNet50
 from pspnet.pretrained import link_shapes
+from tests.helpers import caffemodel_factory as factory
 
 
 def param_layers(layers):

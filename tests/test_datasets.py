@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import dataset_factory
 from pspnet import datasets
 from pspnet.datasets import ade20k as ade20k_module
 from pspnet.datasets import ADE20KSemanticSegmentationDataset
@@ -17,6 +16,7 @@ from pspnet.datasets import CityscapesSemanticSegmentationDataset
 from pspnet.datasets import voc as voc_module
 from pspnet.datasets import VOCSemanticSegmentationDataset
 from pspnet.errors import UserError
+from tests.helpers import dataset_factory
 
 CITIES = ('zurich', 'aachen', 'bochum')
 

@@ -11,11 +11,11 @@ import pytest
 from PIL import Image
 
 import demo
-from pspnet.apps import demo as demo_app
-from random_weights import save_random_weights
 from pspnet import atomic
 from pspnet import datasets
 from pspnet import visualizations
+from pspnet.apps import demo as demo_app
+from tests.helpers.random_weights import save_random_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, 'demo.py')

@@ -1,8 +1,10 @@
 """The documentation against the code: README.md as a short signpost with
 the commands .ci/run runs, every option of every script documented on its
-page, every command of README.md, docs/ and benchmarks/README.md naming an
-existing script and only its options, every repository path, ``pspnet``
-name and relative link resolving, and no issue numbers.
+page, every command of README.md, docs/, benchmarks/README.md and
+crosscheck/README.md naming an existing script (or, with ``python -m``, an
+existing module of the folders beside the package) and only its options,
+every repository path, ``pspnet`` name and relative link resolving, and no
+issue numbers.
 
 Each check is a function that returns its problems (an empty list when the
 documentation is right); the last tests feed each one a deliberately broken
@@ -48,6 +50,15 @@ LINK = re.compile(r'\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)')
 SCRIPT_CALL = re.compile(
     r'(?:^|(?<=[\s;&|(]))(?:[\w.~/$-]*/)?python(?:3(?:\.\d+)?)?\s+'
     r'(?!-)(\S+\.py)(?=\s|$)')
+#: The folders beside the package whose Python files run as modules from
+#: the repository root (``python -m benchmarks.bench_memory``), not as
+#: scripts: they import ``pspnet`` and each other from the root.
+SIDE_FOLDERS = ('benchmarks', 'crosscheck', 'tools')
+#: ``python -m MODULE`` of a module of those folders, with any interpreter
+#: path; not ``python -m pytest``, ``pip``, ``venv``...
+MODULE_CALL = re.compile(
+    r'(?:^|(?<=[\s;&|(`]))(?:[\w.~/$-]*/)?python(?:3(?:\.\d+)?)?\s+-m\s+'
+    r'((?:' + '|'.join(SIDE_FOLDERS) + r')\.[\w.]+)(?=[\s`]|$)')
 #: A script named in a code span and followed by options:
 #: `demo.py --gpu 0`, `mpiexec -n 1 train_multi.py --dtype mixed16`.
 SPAN_SCRIPT = re.compile(r'(?:^|(?<=\s))((?:[\w.-]+/)*[\w-]+\.py)(?=\s+-)')
@@ -55,7 +66,7 @@ FLAG = re.compile(r'(?:^|(?<=[\s\[]))(--?[A-Za-z][\w-]*)')
 COMMAND_END = re.compile(r'\s(?:&&|\|\||\||;)\s|;\s')
 #: A path of the repository in code: pspnet/..., tests/..., requirements*.
 REPO_PATH = re.compile(
-    r'(?<![\w./$-])((?:pspnet|tests|tools|benchmarks|oracle|docs|\.ci)/'
+    r'(?<![\w./$-])((?:pspnet|tests|tools|benchmarks|crosscheck|docs|\.ci)/'
     r'[\w./-]*|requirements[\w-]*\.txt|pyproject\.toml)')
 PSPNET_NAME = re.compile(r'(?<![\w./])pspnet(?:\.[A-Za-z_]\w*)+')
 ISSUE = re.compile(r'\bissues?\s*#?\s*\d+', re.IGNORECASE)
@@ -141,8 +152,10 @@ def anchor(heading):
 
 
 def doc_names(root):
-    """README.md, docs/*.md and benchmarks/README.md, relative to root."""
-    names = ['README.md', os.path.join('benchmarks', 'README.md')]
+    """README.md, docs/*.md, benchmarks/README.md and crosscheck/README.md,
+    relative to root."""
+    names = ['README.md', os.path.join('benchmarks', 'README.md'),
+             os.path.join('crosscheck', 'README.md')]
     docs = os.path.join(root, 'docs')
     names += sorted(os.path.join('docs', name) for name in os.listdir(docs)
                     if name.endswith('.md'))
@@ -305,7 +318,8 @@ def command_lines(page):
             if logical and logical[-1][1].endswith('\\'):
                 logical[-1][1] = logical[-1][1][:-1] + ' ' + line.strip()
             elif (logical and line[:1].isspace() and line.strip()
-                  and SCRIPT_CALL.search(logical[-1][1])):
+                  and (SCRIPT_CALL.search(logical[-1][1])
+                       or MODULE_CALL.search(logical[-1][1]))):
                 logical[-1][1] += ' ' + line.strip()
             else:
                 logical.append([first + 1 + offset, line])
@@ -340,20 +354,55 @@ def check_call(where, script, args, root, script_options, problems):
                 where, script, flag))
 
 
+def module_path(module):
+    """``benchmarks.bench_memory`` -> ``benchmarks/bench_memory.py``."""
+    return os.path.join(*module.split('.')) + '.py'
+
+
+def check_module_call(where, module, args, root, script_options, problems):
+    """``python -m MODULE ARGS``: the module's file exists and declares
+    every flag of ARGS."""
+    path = module_path(module)
+    if not os.path.isfile(os.path.join(root, path)):
+        problems.append('{}: module {} does not exist (no {})'.format(
+            where, module, path))
+        return
+    check_call(where, path, args, root, script_options, problems)
+
+
+def check_script_call(where, script, args, root, script_options, problems):
+    """``python SCRIPT.py ARGS``; a file of the folders beside the package
+    must run as a module instead (as a script it finds no ``pspnet``)."""
+    path = os.path.normpath(script)
+    if path.split(os.sep)[0] in SIDE_FOLDERS:
+        problems.append('{}: run {} as python -m {}'.format(
+            where, script, os.path.splitext(path)[0].replace(os.sep, '.')))
+    check_call(where, script, args, root, script_options, problems)
+
+
 def command_problems(pages, root, script_options):
-    """Every ``python SCRIPT.py ...`` of the code blocks, and every
-    ``SCRIPT.py --option`` of the code spans, names an existing script
-    and only its options."""
+    """Every ``python SCRIPT.py ...`` and ``python -m MODULE ...`` (of the
+    folders beside the package) of the code blocks, and every
+    ``SCRIPT.py --option`` and ``python -m MODULE ...`` of the code spans,
+    names an existing script or module and only its options."""
     problems = []
     for name, page in sorted(pages.items()):
         for number, line in command_lines(page):
+            where = '{}:{}'.format(name, number)
             for m in SCRIPT_CALL.finditer(line):
-                check_call('{}:{}'.format(name, number), m.group(1),
-                           line[m.end():], root, script_options, problems)
+                check_script_call(where, m.group(1), line[m.end():], root,
+                                  script_options, problems)
+            for m in MODULE_CALL.finditer(line):
+                check_module_call(where, m.group(1), line[m.end():], root,
+                                  script_options, problems)
         for span in page.spans:
+            where = '{} `{}`'.format(name, span)
             for m in SPAN_SCRIPT.finditer(span):
-                check_call('{} `{}`'.format(name, span), m.group(1),
-                           span[m.end():], root, script_options, problems)
+                check_call(where, m.group(1), span[m.end():], root,
+                           script_options, problems)
+            for m in MODULE_CALL.finditer(span):
+                check_module_call(where, m.group(1), span[m.end():], root,
+                                  script_options, problems)
     return problems
 
 
@@ -578,7 +627,17 @@ def test_option_check_fails_on_an_undocumented_option(script_options,
     'python no_such_script.py --help',
     '.venv/bin/python benchmarks/bench_nope.py',
     '.venv/bin/python benchmarks/bench_winograd.py --sizes 713',
-    '/tmp/oracle-venv/bin/python oracle/compare_model.py --x',
+    '/tmp/oracle-venv/bin/python crosscheck/compare_model.py --x',
+    # The folders beside the package run as modules: a module that does
+    # not exist, a flag its file does not declare, one on a continued
+    # line, and a file of theirs run as a script.
+    '.venv/bin/python -m benchmarks.bench_nope',
+    '.venv/bin/python -m benchmarks.bench_winograd --sizes 713',
+    '/tmp/oracle-venv/bin/python -m crosscheck.compare_modle',
+    '/tmp/oracle-venv/bin/python -m crosscheck.compare_model --x',
+    'python3 -m tools.gen_winograd_codelets --chek',
+    '.venv/bin/python -m benchmarks.bench_gpu --gpu 0 \\\n    --nope 1',
+    '.venv/bin/python benchmarks/bench_winograd.py --size 713',
 ])
 def test_command_check_fails_on_a_wrong_command(script_options, pages,
                                                 command):
@@ -596,6 +655,29 @@ def test_command_check_fails_on_a_wrong_code_span(script_options, pages):
                             script_options) == [
         'docs/demo.md `caffe2npz.py --gpu 0`: caffe2npz.py has no option '
         '--gpu']
+
+
+def test_module_check_names_the_module_and_its_flag(script_options, pages):
+    name = os.path.join('docs', 'demo.md')
+    text = pages[name].text
+    line = len(text.splitlines()) + 3
+    text += ('\n```\n/tmp/oracle-venv/bin/python -m crosscheck.compare_modle'
+             '\n```\nor `python -m benchmarks.bench_memory --size 97`\n')
+    assert command_problems(edited(pages, name, text), ROOT,
+                            script_options) == [
+        'docs/demo.md:{}: module crosscheck.compare_modle does not exist '
+        '(no crosscheck/compare_modle.py)'.format(line),
+        'docs/demo.md `python -m benchmarks.bench_memory --size 97`: '
+        'benchmarks/bench_memory.py has no option --size']
+
+
+def test_module_check_leaves_other_modules_alone(script_options, pages):
+    name = os.path.join('docs', 'demo.md')
+    text = pages[name].text + (
+        '\n```\npython -m pytest -q --nope\npython3 -m pip install --nope x'
+        '\npython -m benchmarksx.bench --nope\n```\n')
+    assert command_problems(edited(pages, name, text), ROOT,
+                            script_options) == []
 
 
 def test_path_check_fails_on_a_missing_file(pages):

@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pytest
 
-import dataset_factory
 from pspnet.datasets import CityscapesSemanticSegmentationDataset
 from pspnet.errors import UserError
 from pspnet.evaluations import checkpoints
+from tests.helpers import dataset_factory
 
 
 def _state(rng, instances=True, n_done=3):

@@ -14,15 +14,15 @@ import chainer
 import numpy as np
 import pytest
 
-import dataset_factory
 import eval_semantic_segmentation as script
-import random_weights
 from pspnet import device
 from pspnet import PSPNetResNet50
 from pspnet.evaluations import checkpoints
 from pspnet.evaluations import prediction_files
 from pspnet.datasets import CityscapesSemanticSegmentationDataset
 from pspnet.evaluations import calc_semantic_segmentation_confusion
+from tests.helpers import dataset_factory
+from tests.helpers import random_weights
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), 'mpiexec')

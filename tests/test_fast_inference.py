@@ -21,9 +21,9 @@ from pspnet.inference import release_buffers
 from pspnet.inference import threads
 from pspnet.inference import unsupported_reason
 from pspnet.inference import winograd
-from random_weights import randomize_batch_normalization
-from random_weights import sensitive_model
-from random_weights import smooth_image
+from tests.helpers.random_weights import randomize_batch_normalization
+from tests.helpers.random_weights import sensitive_model
+from tests.helpers.random_weights import smooth_image
 
 N_CLASS = 7
 SIZE = 65
@@ -242,10 +242,10 @@ def test_codelets_apply_the_transform_matrices(m):
 
 
 def test_codelets_are_what_the_generator_writes():
-    tool = os.path.join(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))), 'tools', 'gen_winograd_codelets.py')
-    result = subprocess.run([sys.executable, tool, '--check'],
-                            capture_output=True, text=True)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, '-m', 'tools.gen_winograd_codelets', '--check'],
+        cwd=root, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

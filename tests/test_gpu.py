@@ -14,8 +14,8 @@ from pspnet import PSPNetResNet50
 from pspnet.device import gpu_count
 from pspnet.device import use_gpu
 from pspnet.evaluations import SemanticSegmentationConfusion
-from random_weights import randomize_batch_normalization
-from random_weights import smooth_image
+from tests.helpers.random_weights import randomize_batch_normalization
+from tests.helpers.random_weights import smooth_image
 
 
 pytestmark = pytest.mark.skipif(gpu_count() == 0,
@@ -136,7 +136,7 @@ def test_training_step_with_nccl_and_multi_node_bn():
 
 def test_float16_forward_and_labels_on_gpu():
     """float16 inference on the GPU against float32 on the GPU (random
-    weights; the figure on real weights comes from tools/gpu_check.sh's
+    weights; the figure on real weights comes from tools/gpu/gpu_check.sh's
     evaluation)."""
     from pspnet import precision
     model = use_gpu(_model(), 0)

@@ -205,7 +205,7 @@ def test_list_images(tmp_path, rgb):
 
 def _photo_like(rng, size):
     """(3, H, W) smooth image with edges: JPEG data with real content."""
-    from random_weights import smooth_image
+    from tests.helpers.random_weights import smooth_image
     return smooth_image(rng, size).astype(np.uint8)
 
 

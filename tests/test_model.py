@@ -20,7 +20,7 @@ SIZE = 64
 
 
 def chainercv_tree(depth):
-    # Written by oracle/dump_param_tree.py from ChainerCV 0.13.1.
+    # Written by crosscheck/dump_param_tree.py from ChainerCV 0.13.1.
     path = os.path.join(DATA,
                         'chainercv_param_tree_resnet{}_n7.json'.format(depth))
     with open(path) as f:

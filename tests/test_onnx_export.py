@@ -26,8 +26,8 @@ from pspnet import prediction
 from pspnet import PSPNetResNet101
 from pspnet import PSPNetResNet50
 from pspnet.errors import UserError
-from random_weights import sensitive_model
-from random_weights import smooth_image
+from tests.helpers.random_weights import sensitive_model
+from tests.helpers.random_weights import smooth_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INSTALL = 'needs {}: pip install -r requirements-extras.txt'

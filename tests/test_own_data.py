@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import dataset_factory
 import demo
 from pspnet.apps import demo as demo_app
 import eval_semantic_segmentation
@@ -27,6 +26,7 @@ from pspnet.datasets import registry
 from pspnet.errors import UserError
 from pspnet.training import class_weights
 from pspnet.training.train_chain import TrainChain
+from tests.helpers import dataset_factory
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), 'mpiexec')

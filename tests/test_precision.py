@@ -5,7 +5,7 @@ float32's, its float32 files, a resume that keeps the loss scale).
 
 The CPU computes float16 convolutions with float32 accumulation
 (pspnet.precision.enable_cpu_float16_gemm), as GPUs do; the speed and the
-agreement on real weights are measured on a GPU (tools/gpu_check.sh,
+agreement on real weights are measured on a GPU (tools/gpu/gpu_check.sh,
 benchmarks/bench_gpu.py)."""
 
 import copy
@@ -20,15 +20,15 @@ import chainer.links as L
 import numpy as np
 import pytest
 
-import dataset_factory
 from pspnet import PSPNetResNet50
 from pspnet import inference
 from pspnet import mpi
 from pspnet import precision
 from pspnet import pretrained
 from pspnet.training import mixed16
-from random_weights import randomize_batch_normalization
-from random_weights import smooth_image
+from tests.helpers import dataset_factory
+from tests.helpers.random_weights import randomize_batch_normalization
+from tests.helpers.random_weights import smooth_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), 'mpiexec')
@@ -275,8 +275,8 @@ def test_tf32_on_the_cpu_is_a_noted_no_op():
                     reason='this machine has a GPU')
 def test_bench_gpu_without_gpu_is_one_line():
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'benchmarks', 'bench_gpu.py')],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, '-m', 'benchmarks.bench_gpu'], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         universal_newlines=True, timeout=120)
     assert result.returncode == 1
     assert result.stdout.strip().splitlines() == [

@@ -7,8 +7,8 @@ import pytest
 from pspnet import prediction
 from pspnet import PSPNetResNet50
 from pspnet import transforms
-from random_weights import sensitive_model
-from random_weights import smooth_image
+from tests.helpers.random_weights import sensitive_model
+from tests.helpers.random_weights import smooth_image
 
 N_CLASS = 5
 SIZE = 48

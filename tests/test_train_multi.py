@@ -17,10 +17,10 @@ import time
 import numpy as np
 import pytest
 
-import dataset_factory
 from pspnet import pretrained
 from pspnet.links import PSPNetResNet50
 from pspnet.training import snapshots
+from tests.helpers import dataset_factory
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), 'mpiexec')

@@ -817,7 +817,7 @@ def test_output_folder_holds_one_run(tmp_path):
 def test_label_files_are_checked_from_their_headers(tmp_path):
     import cv2
     from pspnet.datasets import CityscapesSemanticSegmentationDataset
-    import dataset_factory
+    from tests.helpers import dataset_factory
     root = dataset_factory.make_cityscapes(str(tmp_path), n_per_city=1)
     dataset = CityscapesSemanticSegmentationDataset(root, split='train')
     loader.check_label_files(dataset, range(len(dataset)))

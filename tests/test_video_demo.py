@@ -13,8 +13,6 @@ import numpy as np
 import pytest
 
 import demo
-from pspnet.apps import demo as demo_app
-from random_weights import save_random_weights
 from pspnet import atomic
 from pspnet import memory
 from pspnet import models
@@ -22,6 +20,8 @@ from pspnet import prediction
 from pspnet import progress
 from pspnet import video
 from pspnet import visualizations
+from pspnet.apps import demo as demo_app
+from tests.helpers.random_weights import save_random_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, 'demo.py')

@@ -10,13 +10,13 @@ import sys
 import numpy as np
 import pytest
 
-import dataset_factory
 from pspnet import flags
 from pspnet.datasets import VOCAugSemanticSegmentationDataset
 from pspnet.datasets import registry
 from pspnet.datasets import sbd as sbd_module
 from pspnet.datasets.base import read_label_image
 from pspnet.errors import UserError
+from tests.helpers import dataset_factory
 
 pytest.importorskip('scipy', reason='SBD labels need SciPy: pip install -r '
                     'requirements.txt')

@@ -1,7 +1,7 @@
 """Write pspnet/inference/winograd_codelets.py: the Winograd input and
 output transforms of F(2x2), F(4x4) and F(6x6) as straight-line Numba code.
 
-    python tools/gen_winograd_codelets.py [--check]
+    python -m tools.gen_winograd_codelets [--check]
 
 Each codelet transforms the tiles ``f`` of a range one after the other;
 its body is written out term by term (zero coefficients left out, ones as
@@ -15,11 +15,9 @@ import argparse
 import os
 import sys
 
+from pspnet.inference.winograd import matrices
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from pspnet.inference.winograd import matrices  # NOQA
-
 TARGET = os.path.join(ROOT, 'pspnet', 'inference', 'winograd_codelets.py')
 
 HEADER = '''"""Winograd input and output transforms as straight-line Numba code.
@@ -220,9 +218,8 @@ def main():
     if args.check:
         with open(TARGET) as f:
             if f.read() != text:
-                print('{} is out of date: run {}'.format(
-                    os.path.relpath(TARGET, ROOT), __file__.split('/')[-2] +
-                    '/' + os.path.basename(__file__)))
+                print('{} is out of date: run python -m {}'.format(
+                    os.path.relpath(TARGET, ROOT), __spec__.name))
                 return 1
         return 0
     with open(TARGET, 'w') as f:

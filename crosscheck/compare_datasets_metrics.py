@@ -1,9 +1,10 @@
 """Compare the project's datasets and metrics with ChainerCV's (run with the
 oracle venv, not in CI).
 
-    /tmp/oracle-venv/bin/python oracle/compare_datasets_metrics.py
+    /tmp/oracle-venv/bin/python -m crosscheck.compare_datasets_metrics
 
-On tiny datasets generated in the real layouts (tests/dataset_factory.py),
+On tiny datasets generated in the real layouts
+(tests/helpers/dataset_factory.py),
 ChainerCV's Cityscapes, ADE20K and VOC classes and ours must give the same
 items (same image paths, identical image and label arrays). ChainerCV keeps
 Cityscapes in file-system order, so items are matched by image path. Then
@@ -13,22 +14,16 @@ and our streaming confusion matrix must equal ChainerCV's.
 """
 
 import os
-import sys
 import tempfile
 import warnings
 
+import chainercv.datasets as cv_datasets
+import chainercv.evaluations as cv_evaluations
 import numpy as np
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(_HERE, '..'))
-sys.path.insert(0, os.path.join(_HERE, '..', 'tests'))
-
-import chainercv.datasets as cv_datasets  # NOQA
-import chainercv.evaluations as cv_evaluations  # NOQA
-
-import dataset_factory  # NOQA
-from pspnet import datasets  # NOQA
-from pspnet import evaluations  # NOQA
+from pspnet import datasets
+from pspnet import evaluations
+from tests.helpers import dataset_factory
 
 
 def compare_items(name, ours, theirs):

@@ -1,6 +1,6 @@
 """Compare caffe2npz.py with ChainerCV's own PSPNet converter (not run in CI).
 
-    /tmp/oracle-venv/bin/python oracle/compare_caffe2npz.py \\
+    /tmp/oracle-venv/bin/python -m crosscheck.compare_caffe2npz \\
         --chainercv-converter /tmp/oracle/chainercv_caffe2npz.py \\
         --caffe-pb2 /tmp/oracle
 
@@ -18,12 +18,14 @@ Needs, outside the project:
   schema.
 
 It writes a full-size synthetic ``pspnet101_cityscapes`` caffemodel (the
-layout of the released file, auxiliary branch included; tests/
-caffemodel_factory.py), and the inference prototxt ChainerCV's converter
-reads its layer list from, converts the file with both converters and
-checks that every array is the same: names, dtypes and values. Then the
-project's npz files (ResNet101 and a ResNet50 ADE20K model) are loaded
-strictly into ChainerCV's PSPNetResNet101/50.
+layout of the released file, auxiliary branch included;
+tests/helpers/caffemodel_factory.py), and the inference prototxt ChainerCV's
+converter reads its layer list from, converts the file with both converters
+(ChainerCV's is copied into the work folder beside a copy of
+``caffe_pb2.py``, where its ``import caffe_pb2`` finds it) and checks that
+every array is the same: names, dtypes and values. Then the project's npz
+files (ResNet101 and a ResNet50 ADE20K model) are loaded strictly into
+ChainerCV's PSPNetResNet101/50.
 """
 
 import argparse
@@ -36,17 +38,16 @@ import tempfile
 import time
 
 import chainer
+from chainercv.experimental.links import PSPNetResNet101
+from chainercv.experimental.links import PSPNetResNet50
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from chainercv.experimental.links import PSPNetResNet101  # NOQA
-from chainercv.experimental.links import PSPNetResNet50  # NOQA
-
+#: Run by the project's Python with the repository root as the working
+#: directory, which ``-c`` puts on ``sys.path``.
 WRITE = '''
-import sys
-sys.path[:0] = [{root!r}, {tests!r}]
-import caffemodel_factory as factory
+from tests.helpers import caffemodel_factory as factory
 factory.write_caffemodel({path!r}, {n_layer}, {n_class}, {size})
 if {prototxt!r}:
     with open({prototxt!r}, 'w') as f:
@@ -65,10 +66,9 @@ def run(args, **kwargs):
 
 
 def write_model(python, path, n_layer, n_class, size, prototxt=''):
-    code = WRITE.format(root=ROOT, tests=os.path.join(ROOT, 'tests'),
-                        path=path, n_layer=n_layer, n_class=n_class,
+    code = WRITE.format(path=path, n_layer=n_layer, n_class=n_class,
                         size=size, prototxt=prototxt)
-    subprocess.run([python, '-c', code], check=True)
+    subprocess.run([python, '-c', code], cwd=ROOT, check=True)
 
 
 def main():
@@ -94,10 +94,12 @@ def main():
                          os.path.join(ROOT, 'caffe2npz.py'), source, ours],
                         stdout=subprocess.DEVNULL)
         theirs = os.path.join(work, 'chainercv.npz')
-        env = dict(os.environ, PYTHONPATH=os.path.abspath(args.caffe_pb2))
-        t_theirs, peak = run([sys.executable, os.path.abspath(
-            args.chainercv_converter), source, theirs], cwd=work, env=env,
-            stdout=subprocess.DEVNULL)
+        # The converter imports caffe_pb2 from its own folder.
+        converter = os.path.join(work, 'chainercv_caffe2npz.py')
+        shutil.copy(args.chainercv_converter, converter)
+        shutil.copy(os.path.join(args.caffe_pb2, 'caffe_pb2.py'), work)
+        t_theirs, peak = run([sys.executable, converter, source, theirs],
+                             cwd=work, stdout=subprocess.DEVNULL)
         print('time: caffe2npz.py {:.1f} s, ChainerCV\'s converter {:.1f} s '
               '(peak RSS of the children so far {:.0f} MB)'.format(
                   t_ours, t_theirs, peak))

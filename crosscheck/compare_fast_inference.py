@@ -1,6 +1,6 @@
 """Compare the fast inference path with ChainerCV (run with the oracle venv).
 
-    /tmp/oracle-venv/bin/python oracle/compare_fast_inference.py
+    /tmp/oracle-venv/bin/python -m crosscheck.compare_fast_inference
 
 On the same random weights, for both depths: the fast path's logits
 against ChainerCV's ``forward`` (relative error), and the labels of
@@ -12,22 +12,17 @@ image and small differences would flip labels.
 """
 
 import os
-import sys
 import tempfile
 
 import chainer
+from chainercv.experimental.links import PSPNetResNet50 as CVResNet50
+from chainercv.experimental.links import PSPNetResNet101 as CVResNet101
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'tests'))
-
-from chainercv.experimental.links import PSPNetResNet50 as CVResNet50  # NOQA
-from chainercv.experimental.links import PSPNetResNet101 as CVResNet101  # NOQA
-
-from pspnet import PSPNetResNet50, PSPNetResNet101  # NOQA
-from pspnet.inference import fast_forward, unsupported_reason  # NOQA
-from random_weights import sensitive_model  # NOQA
-from random_weights import smooth_image  # NOQA
+from pspnet import PSPNetResNet50, PSPNetResNet101
+from pspnet.inference import fast_forward, unsupported_reason
+from tests.helpers.random_weights import sensitive_model
+from tests.helpers.random_weights import smooth_image
 
 
 def main():

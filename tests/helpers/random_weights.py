@@ -1,6 +1,6 @@
 """Random PSPNet weights and images that make comparisons sensitive.
 
-Used by the tests and by the ChainerCV comparisons in ``oracle/``.
+Used by the tests and by the ChainerCV comparisons in ``crosscheck/``.
 """
 
 import chainer

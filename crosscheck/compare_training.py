@@ -1,6 +1,7 @@
 """Compare training pieces with ChainerCV's (run with the oracle venv).
 
-    /tmp/oracle-venv/bin/python oracle/compare_training.py [MODEL_FINAL.npz]
+    /tmp/oracle-venv/bin/python -m crosscheck.compare_training \\
+        [MODEL_FINAL.npz]
 
 1. Augmentation geometry: the project's rotation and scaling against
    ``chainercv.transforms.rotate`` / ``resize`` (what ChainerCV's
@@ -12,22 +13,18 @@
    into ChainerCV's PSPNetResNet50/101 and both predict the same labels.
 """
 
-import os
 import sys
 
 import chainer
+from chainercv import transforms as cv_transforms
+from chainercv.experimental.links import PSPNetResNet50 as CVResNet50
+from chainercv.experimental.links import PSPNetResNet101 as CVResNet101
 import numpy as np
 import PIL
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
-
-from chainercv import transforms as cv_transforms  # NOQA
-from chainercv.experimental.links import PSPNetResNet50 as CVResNet50  # NOQA
-from chainercv.experimental.links import PSPNetResNet101 as CVResNet101  # NOQA
-
-from pspnet import pretrained  # NOQA
-from pspnet.links import PSPNetResNet101, PSPNetResNet50  # NOQA
-from pspnet.training import augmentation  # NOQA
+from pspnet import pretrained
+from pspnet.links import PSPNetResNet101, PSPNetResNet50
+from pspnet.training import augmentation
 
 
 def blocks(rng, shape, values, block):

@@ -5,16 +5,18 @@
 # mixed16 (with a resume), the GPU inference benchmark and
 # benchmarks/bench_gpu.py (float32, cuDNN, TF32, half precision).
 #
-#   tools/gpu_check.sh [OUT_DIR]      (PYTHON=... picks the interpreter)
+#   tools/gpu/gpu_check.sh [OUT_DIR]  (PYTHON=... picks the interpreter)
 #
 # Uses random weights and a generated tiny Cityscapes, so it needs no
 # download. Stops at the first failing step; KEEP_GOING=1 runs every step
 # and lists the failed ones. Exits non-zero if any step failed.
 # QUICK=1 shortens bench_gpu.py (3 timed iterations) to fit a 15-minute
-# lease. A wheel bundle in .whl/ (tools/gpu_bundle.sh) is installed first
-# when the interpreter lacks its packages.
+# lease. A wheel bundle in .whl/ (tools/gpu/gpu_bundle.sh) is installed
+# first when the interpreter lacks its packages. Everything runs from the
+# repository root, which `python -m` and `python -` put on sys.path (for
+# the benchmarks and the test helpers).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PY=${PYTHON:-.venv/bin/python}
 OUT=${1:-result/gpu_check}
 mkdir -p "$OUT"
@@ -46,9 +48,8 @@ import sys
 import chainer
 import cv2
 import numpy as np
-sys.path.insert(0, 'tests')
-import dataset_factory
 from pspnet import PSPNetResNet50
+from tests.helpers import dataset_factory
 out = sys.argv[1]
 chainer.serializers.save_npz(out + '/r50_19.npz',
                              PSPNetResNet50(19, input_size=97))
@@ -141,14 +142,14 @@ PYCODE
 
 bench_gpu() {
   if [ -n "${QUICK:-}" ]; then
-    "$PY" benchmarks/bench_gpu.py --gpu 0 --iterations 3 --warmup 2 --json "$OUT/bench_gpu.json"
+    "$PY" -m benchmarks.bench_gpu --gpu 0 --iterations 3 --warmup 2 --json "$OUT/bench_gpu.json"
   else
-    "$PY" benchmarks/bench_gpu.py --gpu 0 --json "$OUT/bench_gpu.json"
+    "$PY" -m benchmarks.bench_gpu --gpu 0 --json "$OUT/bench_gpu.json"
   fi
 }
 
 benchmark() {
-  "$PY" benchmarks/bench_inference.py --gpu 0 --json "$OUT/bench_inference_gpu.json"
+  "$PY" -m benchmarks.bench_inference --gpu 0 --json "$OUT/bench_inference_gpu.json"
 }
 
 failed=()

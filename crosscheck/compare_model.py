@@ -1,6 +1,6 @@
 """Compare the project's PSPNet with ChainerCV's (run with the oracle venv).
 
-    /tmp/oracle-venv/bin/python oracle/compare_model.py
+    /tmp/oracle-venv/bin/python -m crosscheck.compare_model
 
 Checks, for both depths: the saved parameter trees are identical, npz files
 load strictly both ways, and on the same random weights the labels agree
@@ -8,22 +8,17 @@ on small (canvas) and large (tiled) images and with multiple scales.
 """
 
 import os
-import sys
 import tempfile
 
 import chainer
+from chainercv.experimental.links import PSPNetResNet50 as CVResNet50
+from chainercv.experimental.links import PSPNetResNet101 as CVResNet101
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'tests'))
-
-from chainercv.experimental.links import PSPNetResNet50 as CVResNet50  # NOQA
-from chainercv.experimental.links import PSPNetResNet101 as CVResNet101  # NOQA
-
-from pspnet import PSPNetResNet50, PSPNetResNet101  # NOQA
-from pspnet.pretrained import link_shapes  # NOQA
-from random_weights import sensitive_model  # NOQA
-from random_weights import smooth_image  # NOQA
+from pspnet import PSPNetResNet50, PSPNetResNet101
+from pspnet.pretrained import link_shapes
+from tests.helpers.random_weights import sensitive_model
+from tests.helpers.random_weights import smooth_image
 
 
 def main():

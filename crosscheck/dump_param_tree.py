@@ -1,6 +1,6 @@
 """Dump the parameter tree of ChainerCV's PSPNet (run with the oracle venv).
 
-    /tmp/oracle-venv/bin/python oracle/dump_param_tree.py
+    /tmp/oracle-venv/bin/python -m crosscheck.dump_param_tree
 
 Writes ``tests/data/chainercv_param_tree_resnet{50,101}_n7.json``: the name
 and shape of every array ``chainer.serializers.save_npz`` writes for
