@@ -12,7 +12,6 @@ from pspnet.evaluations import format_table
 from pspnet.evaluations import semantic_segmentation_metrics
 from pspnet.evaluations import SemanticSegmentationConfusion
 from pspnet import mpi
-from pspnet import mpi
 from pspnet.evaluations import evaluator
 
 # Two images, classes 0 to 3. Class 3 is in neither prediction nor truth
