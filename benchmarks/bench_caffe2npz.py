@@ -8,7 +8,7 @@ Writes a synthetic pspnet101_cityscapes.caffemodel in the released layout
 temporary folder, converts it with ``python caffe2npz.py`` in a child
 process per run and reports its wall time (Python start and imports
 included), the time the script itself reports, and the child's peak resident
-memory, also relative to the file size. Goal of issue 3: at most 10 s and at
+memory, also relative to the file size. The goal: at most 10 s and at
 most twice the file size. Page-cache state matters for the first run; the
 machine's load is recorded with the results.
 """

@@ -399,7 +399,7 @@ def print_config(entry):
 
 
 def goals(report):
-    """The issue's goals, each as (text, bool or None when not measured)."""
+    """The speed goals, each as (text, bool or None when not measured)."""
     checks = []
     per_image = {}
     for entry in report['configs']:

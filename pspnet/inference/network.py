@@ -22,11 +22,9 @@ from pspnet.inference import winograd
 #: by Winograd's algorithm (:mod:`pspnet.inference.winograd`), and its
 #: output tile size: None chooses F(4x4) or F(6x6) per layer
 #: (:func:`pspnet.inference.winograd.choose_tile`), 2, 4 or 6 forces one,
-#: 0 none. With the compiled transforms every stride-1 3x3 convolution of
-#: PSPNet (64 input channels or more) is faster by Winograd than by the
-#: direct methods (``benchmarks/bench_winograd.py``, idle 2-core Zen 5; at
-#: 473 conv1_3 0.036 -> 0.023 s, res2's 0.0069 -> 0.0034 s; the whole
-#: ResNet101 at 713 1.744 -> 1.694 s against 128).
+#: 0 none. Every stride-1 3x3 convolution of PSPNet (64 input channels or
+#: more) is faster by Winograd than by the direct methods
+#: (``python -m benchmarks.bench_winograd`` measures them).
 WINOGRAD_MIN_CHANNELS = 64
 WINOGRAD_TILE = None
 

@@ -144,13 +144,9 @@ def choose_tile(height, width, dilate, in_channels, out_channels):
     """F(4x4) or F(6x6) for a convolution on an (H, W) input: 4 or 6, the
     one of lower estimated cost, ``(m + 2)^2 * (tiles * C_in * C_out +
     TRAFFIC_MACS * (C_in * C_out + tiles * (C_in + C_out)))`` with partial
-    tiles at the edges counted. Measured per layer
-    (``benchmarks/bench_winograd.py``, idle 2-core Zen 5, F(4x4) against
-    F(6x6)): at 713 (90x90 features) F(6x6) is faster for res4 (0.0153
-    against 0.0122 s), res5 and the head's 2048 -> 512 (0.144 against
-    0.125 s), as estimated; at 473 (60x60) F(4x4) is faster for res5
-    (0.022 against 0.029 s), res4 and the head (0.078 against 0.081 s),
-    as estimated.
+    tiles at the edges counted. The estimate picks the faster tile of
+    each of PSPNet's layers at 713 and 473 (``python -m
+    benchmarks.bench_winograd`` times both).
     """
     def cost(m):
         rows, cols = tile_grid(height, width, m, dilate)
