@@ -11,6 +11,7 @@ from PIL import ImageOps
 from pspnet import image_io
 from pspnet.datasets import base as datasets_base
 from pspnet.errors import UserError
+from tests.helpers import dataset_factory
 
 
 @pytest.fixture
@@ -255,7 +256,6 @@ def test_images_are_read_as_displayed(tmp_path, ext, orientation):
     exif_transpose shows it, for each of the 8 orientations, random
     non-square sizes and the formats that carry an orientation (OpenCV
     alone turns JPEGs and PNGs, not WebPs, and only in some modes)."""
-    import dataset_factory
     rng = np.random.RandomState(orientation * 10 + len(ext))
     h, w = rng.randint(8, 40, 2)
     w = h + 1 + w  # not square
@@ -292,7 +292,6 @@ def test_images_are_read_as_displayed(tmp_path, ext, orientation):
 def test_orientation_with_alpha_and_grey(tmp_path, orientation):
     """read_image keeps alpha (OpenCV's IMREAD_UNCHANGED, which never
     turns the picture) and still shows the picture as displayed."""
-    import dataset_factory
     rng = np.random.RandomState(orientation)
     rgba = rng.randint(0, 256, (6, 13, 4)).astype(np.uint8)
     rgba[..., 3] = 255
