@@ -313,8 +313,7 @@ def test_apply_orientation_is_pillows(orientation):
     rng = np.random.RandomState(orientation)
     for shape in ((3, 5), (4, 7, 3), (1, 6)):
         array = rng.randint(0, 256, shape).astype(np.uint8)
-        method = __import__('dataset_factory').EXIF_TRANSPOSITIONS[
-            orientation]
+        method = dataset_factory.EXIF_TRANSPOSITIONS[orientation]
         expected = (array if method is None else
                     np.asarray(Image.fromarray(array).transpose(method)))
         np.testing.assert_array_equal(
