@@ -5,8 +5,11 @@ global average accuracy) and the benchmark's own scores (Cityscapes: iIoU
 and the category scores; ADE20K: the SceneParsing score).
 ``--save-predictions DIR`` writes every prediction in the format of the
 benchmark's server, also for the test splits (no labels, no metrics).
-With ``--json`` or ``--save-predictions`` the progress is kept in a
-checkpoint beside them: the same command continues an interrupted run.
+``--report DIR`` writes the confusion matrix (PNG and CSV), each image's
+scores (CSV), pictures of the worst images and a page, ``index.html``.
+With ``--json``, ``--save-predictions`` or ``--report`` the progress is
+kept in a checkpoint beside them: the same command continues an
+interrupted run.
 ``mpiexec -n N python eval_semantic_segmentation.py ...`` splits the
 images over N processes (one GPU each with --gpu).
 """
@@ -15,6 +18,7 @@ from pspnet import flags
 from pspnet.apps import evaluate
 from pspnet.cli import ArgumentParser
 from pspnet.cli import exit_on_user_error
+from pspnet.evaluations import report
 from pspnet.models import MODELS
 
 
@@ -57,11 +61,20 @@ def parse_args(argv=None):
     parser.add_argument('--save-color', metavar='DIR',
                         help='also write colour images of the predictions '
                         'into DIR')
+    parser.add_argument('--report', metavar='DIR',
+                        help='also write a report into DIR: the confusion '
+                        'matrix (confusion_matrix.png, .csv), every '
+                        "image's scores (per_image.csv), pictures of the "
+                        'worst images and index.html, which shows them')
+    parser.add_argument('--report-worst', type=flags.non_negative_int,
+                        metavar='N', help='pictures of the N worst images '
+                        'in the report (default {})'.format(
+                            report.DEFAULT_WORST))
     parser.add_argument('--checkpoint-interval', type=flags.non_negative_float,
                         default=30.0, metavar='SECONDS',
                         help='seconds between writes of the progress '
-                        'checkpoint beside --json or --save-predictions '
-                        '(default 30; 0: after every batch)')
+                        'checkpoint beside --json, --save-predictions or '
+                        '--report (default 30; 0: after every batch)')
     return parser.parse_args(argv)
 
 

@@ -5,10 +5,12 @@ global average accuracy) and the benchmark's own scores (Cityscapes: iIoU
 and the category scores; ADE20K: the SceneParsing score); writes the
 figures (``json``), the predictions in the format of the benchmark's
 server (``save_predictions``, also for test splits without labels) and
-their colours (``save_color``). With ``json`` or ``save_predictions`` the
-progress is kept in a checkpoint beside them, and the same options
-continue an interrupted run. Under ``mpiexec`` the images are split over
-the processes.
+their colours (``save_color``) and a report (``report``: the confusion
+matrix as a picture and a table, each image's scores, pictures of the
+worst images, a page that shows them). With ``json``, ``save_predictions``
+or ``report`` the progress is kept in a checkpoint beside them, and the
+same options continue an interrupted run. Under ``mpiexec`` the images are
+split over the processes.
 """
 
 import dataclasses
@@ -17,8 +19,11 @@ import os
 import sys
 import time
 
+import chainer
+
 from pspnet import atomic
 from pspnet import device
+from pspnet import evaluation_report
 from pspnet import evaluations
 from pspnet import mpi
 from pspnet import progress as progress_bars
@@ -29,6 +34,7 @@ from pspnet.evaluations import benchmark_scores
 from pspnet.evaluations import checkpoints
 from pspnet.evaluations import evaluator
 from pspnet.evaluations import prediction_files
+from pspnet.evaluations import report
 
 
 @dataclasses.dataclass
@@ -47,6 +53,10 @@ class EvaluationOptions(model_options.ModelOptions):
         json (str or None): Also write every figure to this file.
         save_predictions (str or None): Folder of the prediction files.
         save_color (str or None): Folder of the predictions' colours.
+        report (str or None): Folder of the report
+            (:mod:`pspnet.evaluation_report`).
+        report_worst (int or None): Pictures of the worst images in the
+            report (None: :data:`pspnet.evaluations.report.DEFAULT_WORST`).
         checkpoint_interval (float): Seconds between checkpoint writes.
     """
 
@@ -57,6 +67,8 @@ class EvaluationOptions(model_options.ModelOptions):
     json: str = None
     save_predictions: str = None
     save_color: str = None
+    report: str = None
+    report_worst: int = None
     checkpoint_interval: float = 30.0
 
 
@@ -134,9 +146,22 @@ def prepare(options, comm):
         prediction_files.check_output_dir(
             options.save_color, '--save-color',
             will_exist=[options.save_predictions])
+    if options.report_worst is not None and not options.report:
+        raise UserError('--report-worst needs --report DIR')
+    if options.report:
+        report.check_report_folder(
+            options.report, folders=[
+                ('--save-predictions', options.save_predictions),
+                ('--save-color', options.save_color)],
+            files=[('--json', options.json)])
     spec = registry.lookup(options.dataset)
     dataset = spec.get(options.split, options.data_dir)
     has_labels = getattr(dataset, 'has_labels', True)
+    if not has_labels and options.report:
+        raise UserError('the {} split of {} has no labels, so there is '
+                        'nothing to report; drop --report (--save-predictions '
+                        'DIR writes the predictions)'.format(options.split,
+                                                             spec.name))
     if not has_labels and not options.save_predictions:
         raise UserError('the {} split of {} has no labels, so there is '
                         'nothing to measure; pass --save-predictions DIR to '
@@ -194,13 +219,19 @@ def _fingerprint(options, plan, comm):
         colors=bool(options.save_color), **half)
 
 
+def _checkpoint_base(options):
+    """What the checkpoint lies beside: the --json file, else the
+    --save-predictions folder, else the --report folder (or None)."""
+    return options.json or options.save_predictions or options.report
+
+
 def _checkpoint(options, plan, comm, indices):
-    """This process's checkpoint path (None without --json and
-    --save-predictions) and its state, continued from the checkpoint when
-    there is one."""
+    """This process's checkpoint path (None without --json,
+    --save-predictions and --report) and its state, continued from the
+    checkpoint when there is one."""
     state = checkpoints.EvaluationState(plan.spec.n_class,
                                            instances=plan.instances)
-    base = options.json or options.save_predictions
+    base = _checkpoint_base(options)
     if not base:
         return None, state
     size, rank = (1, 0) if comm is None else (comm.size, comm.rank)
@@ -215,6 +246,11 @@ def _checkpoint(options, plan, comm, indices):
                         'it to start over'.format(others[0]))
     fingerprint = _fingerprint(options, plan, comm)
     checkpoints.load_checkpoint(path, state, fingerprint, len(indices))
+    if options.report and len(state.rows) < state.n_done:
+        raise UserError('evaluation checkpoint {} is of an earlier version '
+                        'of this program, which kept no rows of the images '
+                        'for --report; finish it without --report, or delete '
+                        'it to start over'.format(path))
     plan.fingerprint = fingerprint
     return path, state
 
@@ -281,7 +317,7 @@ def _evaluate_into(options, comm, plan, indices, path, state):
                              '' if comm is None else 's of',
                              path if comm is None else
                              checkpoints.checkpoint_path(
-                                 options.json or options.save_predictions)[:-4]
+                                 _checkpoint_base(options))[:-4]
                              + '-*', n_done, plan.n_images))
     last = [time.monotonic()]
 
@@ -303,6 +339,8 @@ def _evaluate_into(options, comm, plan, indices, path, state):
     total = checkpoints.merge_states(mpi.allgather(comm, state.arrays()))
     if comm is None or comm.rank == 0:
         _report(options, plan, total)
+    if options.report:
+        _write_report(options, plan, comm, total)
     mpi.allgather(comm, None)  # rank 0 has written its files
     if path is not None:
         checkpoints.remove_checkpoint(path)
@@ -372,6 +410,75 @@ def _report(options, plan, total):
     if plan.writer is not None:
         for line in plan.writer.packing_hint(plan.n_images):
             sys.stdout.write(line + '\n')
+
+
+def _description(options, plan):
+    """What was evaluated, for the report's page."""
+    model = plan.model
+    weights = getattr(model, 'weights_path', None)
+    return [
+        ('dataset', plan.spec.name), ('split', options.split),
+        ('model', options.model),
+        ('weights', os.path.basename(weights) if weights else
+         options.pretrained_model or 'published ({})'.format(
+             plan.spec.name)),
+        ('input size', str(model.input_size[0])),
+        ('scales', ', '.join(str(s) for s in options.scales or (1.0,))),
+        ('flip', 'no' if options.no_flip else 'yes')]
+
+
+def _worst_pictures(plan, worst, mine, names, rows):
+    """The pictures of this process's share of the worst images (their
+    positions ``mine`` in ``worst``), predicted again."""
+    spec = plan.spec
+    pictures = []
+    for k in mine:
+        i = worst[k]
+        img, gt_label = plan.dataset[i]
+        pred_label = chainer.backends.cuda.to_cpu(
+            plan.model.predict([img])[0])
+        title = evaluation_report.worst_title(
+            k + 1, names[i], [row[i] for row in rows])
+        pictures.append((k, evaluation_report.worst_picture(
+            img, gt_label, pred_label, spec.label_names,
+            spec.label_colors, title)))
+    return pictures
+
+
+def _write_report(options, plan, comm, total):
+    """The report's folder, from the rows of every process: the worst
+    images are predicted again and drawn, shared out over the processes
+    (the same pictures as one process draws), then rank 0 writes every
+    file at once (:func:`pspnet.evaluation_report.write_report`)."""
+    rank, size = (0, 1) if comm is None else (comm.rank, comm.size)
+    rows = [total[key] for key in report.ImageRows.KEYS]
+    if len(rows[0]) != plan.n_images:
+        raise AssertionError('{} per-image rows for {} images'.format(
+            len(rows[0]), plan.n_images))
+    names = report.image_names(plan.dataset.img_paths[:plan.n_images])
+    worst = report.worst_images(*rows, n=(
+        report.DEFAULT_WORST if options.report_worst is None
+        else options.report_worst))
+    if worst and rank == 0:
+        sys.stderr.write('report: drawing the {} worst images\n'.format(
+            len(worst)))
+    pictures = mpi.agree(comm, _worst_pictures, plan, worst,
+                         range(rank, len(worst), size), names, rows)
+    pictures = dict(picture for share in mpi.allgather(comm, pictures)
+                    for picture in share)
+
+    def write():
+        if rank == 0:
+            evaluation_report.write_report(
+                options.report, evaluation_report.report_files(
+                    _description(options, plan), total['confusion'],
+                    plan.spec.label_names, names, *rows,
+                    [(worst[k], pictures[k]) for k in range(len(worst))]))
+    mpi.agree(comm, write)
+    if rank == 0:
+        sys.stdout.write('report in {} (open {})\n'.format(
+            os.path.abspath(options.report),
+            os.path.join(os.path.abspath(options.report), 'index.html')))
 
 
 def _check_gpu(gpu):

@@ -1,8 +1,9 @@
 """What an evaluation has counted so far, and its checkpoint file.
 
 :class:`EvaluationState` holds one process's running sums (the confusion
-matrix and, for Cityscapes, the instance sums) and how many of its images
-are done. A checkpoint (:func:`save_checkpoint`) writes it atomically
+matrix and, for Cityscapes, the instance sums), each image's row of the
+report (:class:`pspnet.evaluations.report.ImageRows`) and how many of its
+images are done. A checkpoint (:func:`save_checkpoint`) writes it atomically
 with the options that decide the result (:func:`fingerprint`); a run of
 the same command continues from it (:func:`load_checkpoint`) and ends
 with the same sums, bit for bit, as a run that was never interrupted: the
@@ -21,9 +22,13 @@ from pspnet.atomic import write_error
 from pspnet.errors import UserError
 from pspnet.evaluations.benchmark_scores import InstanceIoUAccumulator
 from pspnet.evaluations.confusion import SemanticSegmentationConfusion
+from pspnet.evaluations.report import ImageRows
 
-#: Format of the checkpoint files; another one is refused.
-CHECKPOINT_VERSION = 1
+#: Format of the checkpoint files written. Format 1 (before the per-image
+#: rows) is still continued, its done images without rows; others are
+#: refused.
+CHECKPOINT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class EvaluationState(object):
@@ -36,13 +41,32 @@ class EvaluationState(object):
     Attributes:
         confusion (SemanticSegmentationConfusion): (n_class, n_class).
         instances (InstanceIoUAccumulator or None): Instance sums.
+        rows (pspnet.evaluations.report.ImageRows): Each image's scores.
         n_done (int): Images of this process's share added so far.
     """
 
     def __init__(self, n_class, instances=False):
         self.confusion = SemanticSegmentationConfusion(n_class)
         self.instances = InstanceIoUAccumulator() if instances else None
+        self.rows = ImageRows()
         self.n_done = 0
+
+    def add_image(self, pred_label, gt_label):
+        """Count one image's labelled pixels and record its row.
+
+        Args:
+            pred_label (numpy.ndarray): (H, W) int predicted class ids in
+                [0, n_class - 1].
+            gt_label (numpy.ndarray): (H, W) int32 true class ids in
+                [-1, n_class - 1], -1 not counted.
+
+        Raises:
+            ValueError: As :meth:`SemanticSegmentationConfusion.update`.
+        """
+        image = SemanticSegmentationConfusion(self.confusion.n_class)
+        image.update(pred_label, gt_label)
+        self.confusion.matrix += image.matrix
+        self.rows.add(image.matrix)
 
     def arrays(self):
         """The state as a dict of numpy arrays."""
@@ -51,6 +75,7 @@ class EvaluationState(object):
         if self.instances is not None:
             arrays['instance_class_sums'] = self.instances.class_sums
             arrays['instance_category_sums'] = self.instances.category_sums
+        arrays.update(self.rows.arrays())
         return arrays
 
     def load_arrays(self, arrays):
@@ -61,11 +86,14 @@ class EvaluationState(object):
             raise ValueError('checkpoint holds {}, expected {}'.format(
                 ', '.join(sorted(stored)), ', '.join(sorted(mine))))
         for key, value in mine.items():
+            if key in ImageRows.KEYS:  # as long as the images done
+                continue
             if key not in arrays or np.shape(arrays[key]) != value.shape:
                 raise ValueError('checkpoint array {} missing or of another '
                                  'shape'.format(key))
         self.confusion.matrix = np.array(arrays['confusion'], dtype=np.int64)
         self.n_done = int(arrays['n_done'])
+        self.rows.load_arrays(arrays, self.n_done)
         if self.instances is not None:
             self.instances.class_sums = np.array(
                 arrays['instance_class_sums'], dtype=np.float64)
@@ -75,19 +103,24 @@ class EvaluationState(object):
 
 def merge_states(states):
     """The sums of several processes' states, added in rank order (the
-    same order whatever MPI does, so the result is reproducible).
+    same order whatever MPI does, so the result is reproducible); their
+    per-image rows concatenated in rank order (the order of the images,
+    each process having a block of them).
 
     Args:
         states (list of dict): :meth:`EvaluationState.arrays` per rank.
 
     Returns:
-        dict: Their sums, same keys.
+        dict: Their sums and rows, same keys.
     """
     total = {key: np.array(value, copy=True)
              for key, value in states[0].items()}
     for state in states[1:]:
         for key in total:
-            total[key] = total[key] + state[key]
+            if key in ImageRows.KEYS:
+                total[key] = np.concatenate([total[key], state[key]])
+            else:
+                total[key] = total[key] + state[key]
     return total
 
 
@@ -197,7 +230,7 @@ def load_checkpoint(path, state, fingerprint_text, n_own):
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise UserError('evaluation checkpoint {} is corrupt ({}); delete it '
                         'to start over'.format(path, e))
-    if version != CHECKPOINT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise UserError('evaluation checkpoint {} is of another version of '
                         'this program; delete it to start over'.format(path))
     if stored != fingerprint_text:
@@ -207,8 +240,11 @@ def load_checkpoint(path, state, fingerprint_text, n_own):
                                                          fingerprint_text)),
                             fix))
     try:
+        if version == 1:
+            # Before the per-image rows: the images done have none.
+            arrays.update(ImageRows().arrays())
         state.load_arrays(arrays)
-    except ValueError as e:
+    except (ValueError, TypeError, KeyError) as e:
         raise UserError('evaluation checkpoint {} is corrupt ({}); delete it '
                         'to start over'.format(path, e))
     if not 0 <= state.n_done <= n_own:

@@ -52,7 +52,8 @@ def run_evaluation(model, dataset, indices, state, batchsize=1,
             the (H, W) instance ids of item ``i``.
         indices (sequence of ints): This process's items, in order.
         state (pspnet.evaluations.checkpoints.EvaluationState): Updated in
-            place; ``state.n_done`` counts the items of ``indices`` done.
+            place (the confusion matrix and each image's row);
+            ``state.n_done`` counts the items of ``indices`` done.
         batchsize (int): Images per ``predict`` call.
         progress (callable): ``progress(n_done)`` after each batch.
         writer (pspnet.evaluations.prediction_files.PredictionWriter):
@@ -72,7 +73,7 @@ def run_evaluation(model, dataset, indices, state, batchsize=1,
                 writer.write(i, pred_label)
             if not has_labels:
                 continue
-            state.confusion.update(pred_label, gt_label)
+            state.add_image(pred_label, gt_label)
             if state.instances is not None:
                 instance_ids = dataset.get_instance_ids(i)
                 if instance_ids.shape != gt_label.shape:
