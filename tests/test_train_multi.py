@@ -440,3 +440,94 @@ def test_an_error_on_one_process_stops_all_with_one_line(error, line, code):
     assert time.time() - start < 50, 'rank 0 was left waiting'
     assert result.returncode == code
     assert result.stderr.strip().splitlines() == [line]
+
+
+# A process that fails prints its line and aborts the job. MPICH's launcher
+# proxy forwards the line and the abort to mpiexec, which exits as soon as
+# it reads the abort; a proxy slow to run (all cores busy) could forward the
+# abort first and lose the line. Here the proxy is slowed on purpose: each
+# of its writes is delayed by strace (where strace can trace it), and the
+# failing process prints a log line just before it fails, which keeps the
+# proxy busy when the error comes.
+_LOOPED_CASE = '''
+import os
+import subprocess
+import sys
+import time
+
+from pspnet import mpi
+from pspnet.errors import UserError
+
+failing, error, strace = sys.argv[1:4]
+comm = mpi.create_communicator("naive")
+
+
+def traced(pid):
+    with open("/proc/{}/status".format(pid)) as f:
+        return any(line.split()[1:2] not in ([], ["0"])
+                   for line in f if line.startswith("TracerPid:"))
+
+
+if comm.rank == 0 and strace:
+    proxy = os.getppid()
+    tracer = subprocess.Popen(
+        [strace, "-qq", "-o", os.devnull, "-e", "trace=write",
+         "-e", "inject=write:delay_exit=2000", "-p", str(proxy)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while (not traced(proxy) and tracer.poll() is None
+           and time.time() < deadline):
+        time.sleep(0.01)
+comm.mpi_comm.barrier()
+
+
+def work():
+    if str(comm.rank) in failing.split(","):
+        print("iteration 5: a log line just before the failure", flush=True)
+        raise eval(error)
+    comm.mpi_comm.barrier()
+    time.sleep(60)
+
+
+mpi.run_collectively(comm, work)
+'''
+
+_LOOPED_ERRORS = [
+    # (processes, failing ranks, error, status, the lines one of which
+    # stderr must hold)
+    (2, '1', 'UserError("bad label")', 2, ['error: process 1: bad label']),
+    (2, '0', 'UserError("bad label")', 2, ['error: process 0: bad label']),
+    (2, '0,1', 'UserError("bad label")', 2,
+     ['error: process 0: bad label', 'error: process 1: bad label']),
+    (2, '1', 'KeyboardInterrupt()', 130, ['process 1: interrupted']),
+    (2, '0,1', 'KeyboardInterrupt()', 130,
+     ['process 0: interrupted', 'process 1: interrupted']),
+]
+
+
+def test_the_error_line_is_never_lost_under_load():
+    strace = shutil.which('strace') or ''
+    # Busy processes on every core, as a loaded machine has.
+    load = [subprocess.Popen([sys.executable, '-c', 'while True: pass'])
+            for _ in range(os.cpu_count() or 2)]
+    failures = []
+    try:
+        for i in range(25):
+            n, failing, error, code, lines = _LOOPED_ERRORS[
+                i % len(_LOOPED_ERRORS)]
+            start = time.time()
+            result = _run([MPIEXEC, '-n', str(n), sys.executable, '-c',
+                           _LOOPED_CASE, failing, error, strace], timeout=120)
+            elapsed = time.time() - start
+            err = result.stderr.strip().splitlines()
+            if (result.returncode != code or len(err) != 1
+                    or err[0] not in lines or elapsed > 50):
+                failures.append((failing, error, result.returncode,
+                                 result.stderr[-300:], round(elapsed, 1)))
+    finally:
+        for process in load:
+            process.kill()
+            process.wait()
+    assert failures == [], '{} of 25 runs failed: {}'.format(
+        len(failures), failures)
