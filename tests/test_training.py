@@ -976,3 +976,41 @@ def test_median_frequency_weights_outside_the_range_are_refused():
         '--class-weight median gives class 1 the weight 5e+06 (it has '
         '1e-07 of the labelled pixels of its images')
     assert str(info.value).endswith('give them in a file instead')
+
+
+# Resuming with other options ----------------------------------------------
+
+def test_every_option_has_its_rule_on_resume():
+    import train_multi
+    options = vars(train_multi.parse_args(
+        ['--dataset', 'cityscapes', '--model', 'pspnet_resnet50']))
+    groups = [set(run.RUN_IDENTITY), set(run.RESUME_RECORDED),
+              set(run.RESUME_UNUSED)]
+    assert sum(len(g) for g in groups) == len(set.union(*groups))
+    assert set(options) <= set.union(*groups), (
+        set(options) - set.union(*groups))
+    # The options in no group as themselves are there by what they give.
+    assert {'class_weights', 'n_class', 'n_train'} <= groups[0]
+    assert 'device_kind' in groups[1]
+
+
+@pytest.mark.parametrize('new_lr', [0.1, 0.5, 2.0])
+def test_a_new_learning_rate_rules_from_the_resumed_iteration(
+        comm, tmp_path, new_lr):
+    import types
+    n_iter = 9
+    first = _tiny_trainer(comm, tmp_path, n_iter, 4, lr=0.5)
+    first.extend(_Crash(), trigger=(6, 'iteration'))
+    with pytest.raises(_Crashed):
+        first.run()
+    s = types.SimpleNamespace(
+        resume_path=str(tmp_path / 'snapshot_iter_4.npz'),
+        saved_config={'lr': 0.5, 'resumed': []})
+    resumed = _tiny_trainer(comm, tmp_path, n_iter, 4, lr=new_lr)
+    run._load_snapshot({'lr': new_lr, 'iteration': n_iter,
+                        'dtype': 'float32'}, s, resumed)
+    resumed.run()
+    lrs = [entry['lr'] for entry in _log(tmp_path)]
+    expected = [(0.5 if i < 4 else new_lr) * (1 - i / n_iter) ** 0.9
+                for i in range(n_iter)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-12)
