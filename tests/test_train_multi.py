@@ -513,7 +513,7 @@ def test_the_error_line_is_never_lost_under_load():
             for _ in range(os.cpu_count() or 2)]
     failures = []
     try:
-        for i in range(25):
+        for i in range(20):
             n, failing, error, code, lines = _LOOPED_ERRORS[
                 i % len(_LOOPED_ERRORS)]
             start = time.time()
@@ -529,7 +529,7 @@ def test_the_error_line_is_never_lost_under_load():
         for process in load:
             process.kill()
             process.wait()
-    assert failures == [], '{} of 25 runs failed: {}'.format(
+    assert failures == [], '{} of 20 runs failed: {}'.format(
         len(failures), failures)
 
 
