@@ -9,9 +9,17 @@ processes (:func:`agree`) or end the whole job (:func:`abort_on_error`);
 ``comm`` accept None for a run without MPI.
 """
 
+import errno
+import fcntl
 import multiprocessing
 import os
+import signal
+import socket
+import stat
+import struct
 import sys
+import termios
+import time
 import traceback
 
 import numpy as np
@@ -148,16 +156,121 @@ def agree(comm, function, *args, **kwargs):
     sys.exit(2)
 
 
-def _quiet_abort(comm, code):
-    """``MPI_Abort`` without the launcher's own lines: MPICH prints one
-    more line to standard error, which the user does not need after ours."""
-    sys.stderr.flush()
+#: Longest wait (seconds) for the launcher to take the error line out of
+#: the pipe behind standard error before the job is aborted anyway.
+DRAIN_TIMEOUT = 10.0
+#: Longest wait (seconds) of a failed process that leaves the report to
+#: another one for the abort of that one, before it aborts the job itself.
+QUIET_TIMEOUT = 30.0
+# The claim sockets of this process (bound until it ends).
+_claims = []
+
+
+def _unread_bytes(fd):
+    """Bytes written into the pipe behind ``fd`` that its reader has not
+    taken yet; None when ``fd`` is not a pipe (a file, a terminal: their
+    writes are done when ``write`` returns)."""
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return None
+        return struct.unpack('i', fcntl.ioctl(fd, termios.FIONREAD,
+                                              b'\0' * 4))[0]
+    except OSError:
+        return None
+
+
+def _wait_until_read(fds, timeout=DRAIN_TIMEOUT):
+    """Wait until the readers of the pipes behind ``fds`` (standard output
+    and error) have taken everything written into them, at most
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while any(_unread_bytes(fd) for fd in fds):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def _job_key(comm):
+    """A key shared by the processes of this job (chosen by rank 0), which
+    names the job's claim of the error report (:func:`_claim_report`)."""
+    key = os.urandom(8).hex() if comm.rank == 0 else None
+    return comm.mpi_comm.bcast(key, root=0)
+
+
+def _claim_report(key):
+    """True for the first process of the job on this machine to fail (it
+    reports); False for the others, which stay quiet.
+
+    The claim is an abstract Unix socket named after the job: binding it
+    is atomic, and it goes when its process ends, leaving no file. Without
+    abstract sockets (not Linux), every process reports.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.bind('\0pspnet-error-report-' + key)
+    except OSError as e:
+        sock.close()
+        return e.errno != errno.EADDRINUSE
+    _claims.append(sock)
+    return True
+
+
+def _ignore_interrupts():
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        pass
+
+
+def _abort(comm, code):
+    """End the whole job with MPI's abort, without the launcher's lines.
+
+    MPICH prints one more line to standard error, which the user does not
+    need after ours: standard error goes to ``/dev/null`` first. MPICH's
+    ``MPI_Abort`` returns once it has told the launcher (``mpiexec`` then
+    exits, and its proxies stop every process of the job); the process
+    ends there rather than going on with the script.
+    """
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
     except OSError:
         pass
-    comm.mpi_comm.Abort(code)
+    try:
+        comm.mpi_comm.Abort(code)
+    finally:
+        os._exit(code)
+
+
+def _report_and_abort(comm, key, code, report):
+    """Report an error of this process once for the job, then abort it.
+
+    The report must reach the user before the abort ends ``mpiexec``:
+    MPICH's launcher proxy reads the process's standard error (a pipe) and
+    its PMI socket in one loop, PMI first, and forwards both to
+    ``mpiexec``, which exits as soon as it reads the abort, dropping what
+    comes after it. So the abort is only sent once the proxy has read the
+    line out of the pipe (it forwards what it reads before it reads on),
+    which puts the line ahead of the abort on the way to ``mpiexec``. Of
+    processes failing at once (an interrupt reaches all of them) the
+    first one reports; the others wait quietly for its abort.
+    """
+    _ignore_interrupts()
+    if key is not None and not _claim_report(key):
+        time.sleep(QUIET_TIMEOUT)
+        _abort(comm, code)
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    report()
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    _wait_until_read((1, 2))
+    _abort(comm, code)
 
 
 def _error_line(rank, error):
@@ -183,10 +296,14 @@ def abort_on_error(comm, function, *args, **kwargs):
     MPI's abort: one line for a :class:`UserError`, an ``OSError`` (a full
     disk, a permission) or an interrupt (status 2, or 130 when
     interrupted), a traceback for any other error, a defect (status 1).
+    The line reaches the user before the job ends, and once: when several
+    processes fail at once, the first one of a machine reports. Every
+    process must call this function (it agrees on a key for that).
     Without other processes, exceptions pass through unchanged.
     """
     if comm is None or comm.size == 1:
         return function(*args, **kwargs)
+    key = _job_key(comm)
     try:
         return function(*args, **kwargs)
     except CollectiveError:
@@ -194,14 +311,19 @@ def abort_on_error(comm, function, *args, **kwargs):
     except (Exception, KeyboardInterrupt) as e:
         line = _error_line(comm.rank, e)
         if line is None:
-            traceback.print_exc()
-            line = 'process {} failed; stopping all {} processes'.format(
-                comm.rank, comm.size)
             code = 1
+
+            def report():
+                traceback.print_exc()
+                sys.stderr.write(
+                    'process {} failed; stopping all {} processes\n'.format(
+                        comm.rank, comm.size))
         else:
             code = 130 if isinstance(e, KeyboardInterrupt) else 2
-        sys.stderr.write(line + '\n')
-        _quiet_abort(comm, code)
+
+            def report():
+                sys.stderr.write(line + '\n')
+        _report_and_abort(comm, key, code, report)
 
 
 def run_collectively(comm, function, *args, **kwargs):

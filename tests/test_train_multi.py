@@ -440,3 +440,188 @@ def test_an_error_on_one_process_stops_all_with_one_line(error, line, code):
     assert time.time() - start < 50, 'rank 0 was left waiting'
     assert result.returncode == code
     assert result.stderr.strip().splitlines() == [line]
+
+
+# A process that fails prints its line and aborts the job. MPICH's launcher
+# proxy forwards the line and the abort to mpiexec, which exits as soon as
+# it reads the abort; a proxy slow to run (all cores busy) could forward the
+# abort first and lose the line. Here the proxy is slowed on purpose: each
+# of its writes is delayed by strace (where strace can trace it), and the
+# failing process prints a log line just before it fails, which keeps the
+# proxy busy when the error comes.
+_LOOPED_CASE = '''
+import os
+import subprocess
+import sys
+import time
+
+from pspnet import mpi
+from pspnet.errors import UserError
+
+failing, error, strace = sys.argv[1:4]
+comm = mpi.create_communicator("naive")
+
+
+def traced(pid):
+    with open("/proc/{}/status".format(pid)) as f:
+        return any(line.split()[1:2] not in ([], ["0"])
+                   for line in f if line.startswith("TracerPid:"))
+
+
+if comm.rank == 0 and strace:
+    proxy = os.getppid()
+    tracer = subprocess.Popen(
+        [strace, "-qq", "-o", os.devnull, "-e", "trace=write",
+         "-e", "inject=write:delay_exit=2000", "-p", str(proxy)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while (not traced(proxy) and tracer.poll() is None
+           and time.time() < deadline):
+        time.sleep(0.01)
+comm.mpi_comm.barrier()
+
+
+def work():
+    if str(comm.rank) in failing.split(","):
+        print("iteration 5: a log line just before the failure", flush=True)
+        raise eval(error)
+    comm.mpi_comm.barrier()
+    time.sleep(60)
+
+
+mpi.run_collectively(comm, work)
+'''
+
+_LOOPED_ERRORS = [
+    # (processes, failing ranks, error, status, the lines one of which
+    # stderr must hold)
+    (2, '1', 'UserError("bad label")', 2, ['error: process 1: bad label']),
+    (2, '0', 'UserError("bad label")', 2, ['error: process 0: bad label']),
+    (2, '0,1', 'UserError("bad label")', 2,
+     ['error: process 0: bad label', 'error: process 1: bad label']),
+    (2, '1', 'KeyboardInterrupt()', 130, ['process 1: interrupted']),
+    (2, '0,1', 'KeyboardInterrupt()', 130,
+     ['process 0: interrupted', 'process 1: interrupted']),
+]
+
+
+def test_the_error_line_is_never_lost_under_load():
+    strace = shutil.which('strace') or ''
+    # Busy processes on every core, as a loaded machine has.
+    load = [subprocess.Popen([sys.executable, '-c', 'while True: pass'])
+            for _ in range(os.cpu_count() or 2)]
+    failures = []
+    try:
+        for i in range(20):
+            n, failing, error, code, lines = _LOOPED_ERRORS[
+                i % len(_LOOPED_ERRORS)]
+            start = time.time()
+            result = _run([MPIEXEC, '-n', str(n), sys.executable, '-c',
+                           _LOOPED_CASE, failing, error, strace], timeout=120)
+            elapsed = time.time() - start
+            err = result.stderr.strip().splitlines()
+            if (result.returncode != code or len(err) != 1
+                    or err[0] not in lines or elapsed > 50):
+                failures.append((failing, error, result.returncode,
+                                 result.stderr[-300:], round(elapsed, 1)))
+    finally:
+        for process in load:
+            process.kill()
+            process.wait()
+    assert failures == [], '{} of 20 runs failed: {}'.format(
+        len(failures), failures)
+
+
+# Resuming with other options: those that decide what is trained are the
+# run's identity (refused, naming the run's value, nothing changes); the
+# others are recorded in config.json from the resumed iteration on.
+@pytest.mark.parametrize('change,used', [
+    (['--dataset', 'ade20k'], '--dataset cityscapes'),
+    (['--model', 'pspnet_resnet101'], '--model pspnet_resnet50'),
+    (['--crop-size', '72'], '--crop-size 64'),
+    (['--iteration', '12'], '--iteration 8'),
+    (['--seed', '3'], '--seed 0'),
+    (['--dtype', 'mixed16'], '--dtype float32'),
+    (['--class-weight', 'WEIGHTS'],
+     'no --class-weight, not --class-weight FILE (0.5, 1, 1.5, 2, 2.5, 3, '
+     '3.5, 4, 4.5, 5, 5.5, 6, 6.5, 7, 7.5, 8, 8.5, 9, 9.5)'),
+], ids=lambda value: value[0] if isinstance(value, list) else '')
+def test_a_resume_with_another_identity_option_is_refused(
+        finished, data_dir, tmp_path, change, used):
+    done = finished[0]
+    weights = str(tmp_path / 'weights.txt')
+    with open(weights, 'w') as f:
+        f.write(''.join('{}\n'.format(0.5 * (i + 1)) for i in range(19)))
+    change = [weights if c == 'WEIGHTS' else c for c in change]
+    before = _state(done)
+    result = _run(_command(data_dir, done, 2, '--resume', *change))
+    assert result.returncode == 2
+    assert _error_lines(result) == (
+        'error: the run in {} used {}; resume with the same options, or '
+        'start a new run with another --out'.format(done, used))
+    assert _state(done) == before
+
+
+# option: (flags of the resumed run, value before, value after)
+_RECORDED_CHANGES = {
+    'lr': (['--lr', '0.001'], LR, 0.001),
+    'data_dir': ([], 'DATA', 'LINK'),
+    'snapshot_interval': (['--snapshot-interval', '3'], 4, 3),
+    'keep_snapshots': (['--keep-snapshots', '2'], 3, 2),
+    'val_interval': (['--val-interval', '4'], 0, 4),
+    'log_interval': (['--log-interval', '2'], 1, 2),
+    'loaderjob': (['--loaderjob', '0'], 1, 0),
+    'tf32': (['--tf32'], False, True),
+    'progress': ([], False, True),
+}
+
+
+@pytest.fixture(scope='module')
+def resumed_with_changes(finished, data_dir, tmp_path_factory):
+    """The uninterrupted run continued from its snapshot of iteration 4
+    into another --out, with every option that may change changed."""
+    folder = tmp_path_factory.mktemp('changed')
+    link = str(folder / 'data_link')
+    os.symlink(data_dir, link)
+    out = str(folder / 'out')
+    command = _command(link, out, 2, '--resume',
+                       os.path.join(finished[0], 'snapshot_iter_4.npz'))
+    command.remove('--no-progress')
+    for flags, _, _ in _RECORDED_CHANGES.values():
+        command += flags
+    result = _run(command)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with open(os.path.join(out, 'config.json')) as f:
+        config = json.load(f)
+    return out, link, result, config
+
+
+@pytest.mark.parametrize('key', sorted(_RECORDED_CHANGES))
+def test_an_option_changed_on_resume_is_recorded(resumed_with_changes,
+                                                 data_dir, key):
+    _, link, result, config = resumed_with_changes
+    _, before, after = _RECORDED_CHANGES[key]
+    before, after = ({'DATA': data_dir, 'LINK': link}.get(v, v)
+                     for v in (before, after))
+    record = config['resumed'][-1]
+    assert record['iteration'] == 4
+    assert record['changed'][key] == {'before': before, 'after': after}
+    assert '; {} {} -> {}'.format(key, before, after) in result.stdout
+
+
+def test_a_resume_records_what_changed_and_nothing_else(
+        resumed_with_changes, finished):
+    out, _, _, config = resumed_with_changes
+    # The device and the communicator stayed.
+    assert sorted(config['resumed'][-1]['changed']) == sorted(
+        _RECORDED_CHANGES)
+    with open(os.path.join(finished[0], 'config.json')) as f:
+        original = json.load(f)
+    assert {k: v for k, v in config.items() if k not in ('out', 'resumed')} \
+        == {k: v for k, v in original.items() if k != 'out'}
+    # The new learning rate rules from the resumed iteration on.
+    lrs = {e['iteration']: e['lr'] for e in _log(out)}
+    for iteration in (6, 8):
+        assert lrs[iteration] == pytest.approx(
+            0.001 * (1 - (iteration - 1) / N_ITER) ** 0.9, rel=1e-12)

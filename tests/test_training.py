@@ -874,3 +874,143 @@ def test_multi_node_batch_normalization_has_no_cancellation(seed):
     with chainer.using_config('train', True):
         np.testing.assert_allclose(model(x).array, plain(x).array,
                                    rtol=1e-4, atol=1e-5)
+
+
+# Class weights ------------------------------------------------------------
+
+def _bad_weight(rng):
+    """A class weight outside 0 and 1e-6 to 1e6: (value for JSON, text for
+    a one-number-per-line file or None)."""
+    kind = rng.randint(8)
+    if kind == 0:
+        value = -float(10 ** rng.uniform(-9, 6))
+    elif kind == 1:
+        value = float(10 ** rng.uniform(6.001, 38.5))
+    elif kind == 2:
+        value = float(10 ** rng.uniform(-320, -6.001))
+    elif kind == 3:
+        value = [float('nan'), float('inf'), -float('inf')][rng.randint(3)]
+    elif kind == 4:
+        return 10 ** int(rng.randint(7, 400)), None  # a JSON integer
+    elif kind == 5:
+        return [True, 'a', None, [1.0], {'w': 1}][rng.randint(5)], None
+    elif kind == 6:
+        return None, ['1e400', '-0.5', '1e-7', '2e6'][rng.randint(4)]
+    else:
+        value = -0.0 - float(rng.randint(1, 100))
+    return value, repr(value)
+
+
+def _good_weight(rng):
+    if rng.uniform() < 0.2:
+        return 0.0
+    return float(10 ** rng.uniform(-6, 6))
+
+
+@pytest.mark.parametrize('seed', range(12))
+def test_class_weights_outside_their_range_are_refused(seed, tmp_path):
+    import argparse
+    from pspnet import flags
+    rng = np.random.RandomState(seed)
+    n = int(rng.randint(1, 30))
+    weights = [_good_weight(rng) for _ in range(n)]
+    weights[rng.randint(n)] = 1.0  # not all 0
+    bad_at = int(rng.randint(n))
+    value, text = _bad_weight(rng)
+    forms = []
+    if value is not None:
+        forms.append(json.dumps(weights[:bad_at] + [value]
+                                + weights[bad_at + 1:]))
+    if text is not None:
+        forms.append(''.join('{!r}\n'.format(w) for w in weights[:bad_at])
+                     + text + '\n' + ''.join(
+                         '{!r}\n'.format(w) for w in weights[bad_at + 1:]))
+    for i, form in enumerate(forms):
+        path = str(tmp_path / 'w{}.txt'.format(i))
+        with open(path, 'w') as f:
+            f.write(form)
+        with pytest.raises(argparse.ArgumentTypeError) as info:
+            flags.class_weight(path)
+        message = str(info.value)
+        assert message.startswith('{}: class weight {} is '.format(
+            path, bad_at)), message
+        assert message.endswith('use finite numbers of at least 0: 0 leaves '
+                                'the class out, others from 1e-06 to 1e+06 '
+                                'keep float32 training from overflowing')
+        assert '\n' not in message and len(message) < 300
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_class_weights_inside_their_range_are_read_exactly(seed, tmp_path):
+    from pspnet import flags
+    from pspnet.training import class_weights
+    rng = np.random.RandomState(seed)
+    weights = [_good_weight(rng) for _ in range(int(rng.randint(1, 30)))]
+    weights += [class_weights.MIN_WEIGHT, class_weights.MAX_WEIGHT]
+    rng.shuffle(weights)
+    json_path, text_path = str(tmp_path / 'w.json'), str(tmp_path / 'w.txt')
+    with open(json_path, 'w') as f:
+        json.dump(weights, f)
+    with open(text_path, 'w') as f:
+        f.write(''.join('{!r}\n'.format(w) for w in weights))
+    assert flags.class_weight(json_path) == tuple(weights)
+    assert flags.class_weight(text_path) == tuple(weights)
+    # A float32 loss with the largest weight on every pixel of a big batch
+    # stays finite, and so does its gradient.
+    logits = rng.uniform(-300, 300, (2, 3, 40, 40)).astype(np.float32)
+    labels = rng.randint(0, 3, (2, 40, 40)).astype(np.int32)
+    top = np.full(3, class_weights.MAX_WEIGHT, dtype=np.float32)
+    x = chainer.Variable(logits)
+    loss = F.softmax_cross_entropy(x, labels, class_weight=top)
+    loss.backward()
+    assert np.isfinite(float(loss.array)) and np.isfinite(x.grad).all()
+
+
+def test_median_frequency_weights_outside_the_range_are_refused():
+    from pspnet.training import class_weights
+    # Class 1 has 1 pixel of 1e7 in its image: weight 0.5e7.
+    totals = np.array([[5 * 10 ** 6, 1, 10 ** 6], [10 ** 7, 10 ** 7, 10 ** 6]])
+    with pytest.raises(UserError) as info:
+        class_weights.median_frequency_weights(totals)
+    assert str(info.value).startswith(
+        '--class-weight median gives class 1 the weight 5e+06 (it has '
+        '1e-07 of the labelled pixels of its images')
+    assert str(info.value).endswith('give them in a file instead')
+
+
+# Resuming with other options ----------------------------------------------
+
+def test_every_option_has_its_rule_on_resume():
+    import train_multi
+    options = vars(train_multi.parse_args(
+        ['--dataset', 'cityscapes', '--model', 'pspnet_resnet50']))
+    groups = [set(run.RUN_IDENTITY), set(run.RESUME_RECORDED),
+              set(run.RESUME_UNUSED)]
+    assert sum(len(g) for g in groups) == len(set.union(*groups))
+    assert set(options) <= set.union(*groups), (
+        set(options) - set.union(*groups))
+    # The options in no group as themselves are there by what they give.
+    assert {'class_weights', 'n_class', 'n_train'} <= groups[0]
+    assert 'device_kind' in groups[1]
+
+
+@pytest.mark.parametrize('new_lr', [0.1, 0.5, 2.0])
+def test_a_new_learning_rate_rules_from_the_resumed_iteration(
+        comm, tmp_path, new_lr):
+    import types
+    n_iter = 9
+    first = _tiny_trainer(comm, tmp_path, n_iter, 4, lr=0.5)
+    first.extend(_Crash(), trigger=(6, 'iteration'))
+    with pytest.raises(_Crashed):
+        first.run()
+    s = types.SimpleNamespace(
+        resume_path=str(tmp_path / 'snapshot_iter_4.npz'),
+        saved_config={'lr': 0.5, 'resumed': []})
+    resumed = _tiny_trainer(comm, tmp_path, n_iter, 4, lr=new_lr)
+    run._load_snapshot({'lr': new_lr, 'iteration': n_iter,
+                        'dtype': 'float32'}, s, resumed)
+    resumed.run()
+    lrs = [entry['lr'] for entry in _log(tmp_path)]
+    expected = [(0.5 if i < 4 else new_lr) * (1 - i / n_iter) ** 0.9
+                for i in range(n_iter)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-12)

@@ -12,13 +12,26 @@ from pspnet.errors import UserError
 #: ``--class-weight`` value that computes the weights from the labels.
 MEDIAN = 'median'
 
+#: The range of a class weight other than 0 (0 leaves the class out of the
+#: loss). The loss sums weight times per-pixel loss over the pixels of a
+#: batch in float32 before it divides by their count: with weights up to
+#: 1e6, fewer than 2**31 pixels and per-pixel losses below 1e4 (a pixel
+#: whose loss is 1e4 has the probability e**-10000: training has long
+#: diverged) the sum stays below 1e20, far from float32's 3.4e38, and so do
+#: the gradients, which scale with the weights. Weights below 1e-6 would
+#: round to nothing next to the others (and below 1e-38 to 0 in float32: a
+#: run that learns nothing).
+MIN_WEIGHT = 1e-6
+MAX_WEIGHT = 1e6
+
 
 def read_class_weight_file(path):
     """Weights from a file: a JSON list of numbers, or text with one number
     per line (or separated by spaces or commas; ``#`` starts a comment).
 
     Returns:
-        tuple of float: The weights, finite and not negative, not all 0.
+        tuple of float: The weights, each 0 or from :data:`MIN_WEIGHT` to
+        :data:`MAX_WEIGHT`, not all 0.
 
     Raises:
         UserError: Missing file, no numbers, a bad value.
@@ -50,16 +63,26 @@ def read_class_weight_file(path):
 def check_class_weights(values, source, n_class=None):
     """The weights as floats after checking them.
 
+    Each weight is 0 (the class leaves the loss) or a number from
+    :data:`MIN_WEIGHT` to :data:`MAX_WEIGHT`, where float32 training cannot
+    overflow; not all are 0.
+
     Raises:
-        UserError: Not numbers, negative or non-finite values, all 0, or
-        (with ``n_class``) another count than the classes.
+        UserError: Not numbers; negative, too small, too large or
+        non-finite values; all 0; or (with ``n_class``) another count than
+        the classes.
     """
     weights = []
     for i, value in enumerate(values):
+        # Compared before any conversion: NaN fails every comparison, and
+        # a JSON integer too large for a float compares as it is.
         if (isinstance(value, bool) or not isinstance(value, (int, float))
-                or not math.isfinite(value) or value < 0):
-            raise UserError('{}: class weight {} is {!r}; use finite numbers '
-                            'of at least 0'.format(source, i, value))
+                or not (value == 0 or MIN_WEIGHT <= value <= MAX_WEIGHT)):
+            raise UserError(
+                '{}: class weight {} is {}; use finite numbers of at least '
+                '0: 0 leaves the class out, others from {:g} to {:g} keep '
+                'float32 training from overflowing'.format(
+                    source, i, _short(value), MIN_WEIGHT, MAX_WEIGHT))
         weights.append(float(value))
     if not weights or not any(weights):
         raise UserError('{}: no positive class weight; give one number per '
@@ -69,6 +92,12 @@ def check_class_weights(values, source, n_class=None):
                         'classes; give one per class'.format(
                             source, len(weights), n_class))
     return tuple(weights)
+
+
+def _short(value):
+    """A value for a one-line message (a huge JSON integer shortened)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:20] + '...'
 
 
 def count_pixels(dataset, indices):
@@ -107,6 +136,10 @@ def median_frequency_weights(totals):
 
     Returns:
         tuple of float: n_class weights, positive.
+
+    Raises:
+        UserError: No labelled pixel; a weight outside :data:`MIN_WEIGHT`
+        to :data:`MAX_WEIGHT` (a class with a handful of pixels).
     """
     pixels, image_pixels = (np.asarray(t, dtype=np.float64) for t in totals)
     present = pixels > 0
@@ -115,4 +148,12 @@ def median_frequency_weights(totals):
                         '--class-weight median needs labels')
     freq = np.where(present, pixels / np.maximum(image_pixels, 1), 1)
     median = np.median(freq[present])
-    return tuple(float(w) for w in np.where(present, median / freq, 1.0))
+    weights = np.where(present, median / freq, 1.0)
+    for c in np.flatnonzero((weights < MIN_WEIGHT) | (weights > MAX_WEIGHT)):
+        raise UserError(
+            '--class-weight median gives class {} the weight {:.3g} (it '
+            'has {:.2g} of the labelled pixels of its images, the median '
+            'class {:.2g}); weights outside {:g} to {:g} may overflow '
+            'float32 training: give them in a file instead'.format(
+                c, weights[c], freq[c], median, MIN_WEIGHT, MAX_WEIGHT))
+    return tuple(float(w) for w in weights)

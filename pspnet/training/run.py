@@ -9,6 +9,7 @@ train, and rank 0 saves ``OUT/model_final.npz``. A run that fails before
 its first snapshot leaves nothing behind.
 """
 
+import json
 import os
 import sys
 import time
@@ -40,11 +41,32 @@ from pspnet.training import snapshots
 from pspnet.training.train_chain import TrainChain
 from pspnet.training.updater import CollectiveUpdater
 
-#: Settings a resumed run must share with the run it continues (the
-#: learning rate may change, e.g. lowered after a divergence; the loader
-#: count and the intervals change nothing in the weights).
+#: Settings a resumed run must share with the run it continues: they
+#: decide what is trained (``class_weights`` are the weights the run used,
+#: median-frequency ones as computed from the labels). The process count
+#: is the snapshot's.
 RUN_IDENTITY = ('dataset', 'model', 'crop_size', 'batchsize', 'iteration',
-                'seed', 'n_class', 'n_train', 'dtype')
+                'seed', 'n_class', 'n_train', 'dtype', 'class_weights')
+#: Settings that may change when a run is resumed; ``config.json``'s record
+#: of the resume names those that changed, with the values before and
+#: after. ``lr`` is the base of the polynomial schedule from the resumed
+#: iteration on (lowered after a divergence, say); ``data_dir`` may move
+#: (``n_train`` is checked); ``communicator``, ``device_kind`` and
+#: ``tf32`` change how the sums are computed, not what is trained; the
+#: intervals, the snapshots kept, the loader count and the progress bar
+#: change nothing in the weights.
+RESUME_RECORDED = ('lr', 'data_dir', 'communicator', 'device_kind', 'tf32',
+                   'loaderjob', 'snapshot_interval', 'keep_snapshots',
+                   'val_interval', 'log_interval', 'progress')
+#: Options a resumed run does not use: the snapshot holds the weights
+#: (``config.json`` keeps the run's), ``--device`` is recorded as the
+#: ``device_kind`` it chose, ``--class-weight`` as ``class_weights``, and
+#: ``config.json``'s ``out`` follows the run.
+RESUME_UNUSED = ('pretrained_model', 'device', 'class_weight', 'out',
+                 'resume')
+
+#: The power of the polynomial learning-rate schedule.
+LR_POWER = 0.9
 
 CONFIG_FILE = output.CONFIG_FILE
 FINAL_MODEL_FILE = output.FINAL_MODEL_FILE
@@ -97,7 +119,21 @@ def validation_points(config):
     return sorted(points)
 
 
+def _describe_class_weights(weights, given):
+    if weights is None:
+        return 'no --class-weight'
+    return '--class-weight {} ({})'.format(
+        class_weights.MEDIAN if given == class_weights.MEDIAN else 'FILE',
+        ', '.join('{:.6g}'.format(w) for w in weights))
+
+
 def _check_resume_config(config, saved, where):
+    """Refuse a resume whose identity settings (:data:`RUN_IDENTITY`)
+    differ from the saved run's; settings ``config`` does not hold yet are
+    checked in a later call."""
+    if 'class_weights' in config and 'n_class' in saved:
+        # Older runs without class weights trained with none.
+        saved = dict(saved, class_weights=saved.get('class_weights'))
     differing = [key for key in RUN_IDENTITY
                  if key in saved and key in config
                  and saved[key] != config[key]]
@@ -109,15 +145,49 @@ def _check_resume_config(config, saved, where):
             'resume with the dataset of that run'.format(
                 where, saved['n_train'], config['data_dir'],
                 config['n_train']))
+    used = []
+    for key in differing:
+        if key == 'class_weights':
+            used.append(_describe_class_weights(
+                saved['class_weights'], saved.get('class_weight')))
+        elif key not in ('n_class', 'n_train'):
+            used.append('--{} {}'.format(key.replace('_', '-'), saved[key]))
+    now = ''
+    if differing == ['class_weights'] and config['class_weights'] is not None:
+        now = ', not {}'.format(_describe_class_weights(
+            config['class_weights'], config.get('class_weight')))
     raise UserError(
-        'the run in {} used {}; resume with the same options, or start a '
-        'new run with another --out'.format(where, ', '.join(
-            '--{} {}'.format(key.replace('_', '-'), saved[key])
-            for key in differing if key not in ('n_class', 'n_train'))))
+        'the run in {} used {}{}; resume with the same options, or start a '
+        'new run with another --out'.format(where, ', '.join(used), now))
+
+
+def _settings_before(saved):
+    """The :data:`RESUME_RECORDED` settings of a saved run as its last part
+    used them: its configuration, changed by its earlier resumes."""
+    settings = {key: saved.get(key) for key in RESUME_RECORDED}
+    for record in saved.get('resumed', []):
+        if 'lr' in record:
+            settings['lr'] = record['lr']
+        for key, change in record.get('changed', {}).items():
+            settings[key] = change['after']
+    return settings
+
+
+def _resolve_class_weights(config, totals, s):
+    """The class weights of the run into ``config['class_weights']`` (the
+    median-frequency ones from the summed label counts ``totals``), and on
+    resume their check against the saved run's. Every process computes
+    the same (run it under :func:`pspnet.mpi.agree`)."""
+    weight = config.get('class_weight')
+    if weight == class_weights.MEDIAN:
+        weight = class_weights.median_frequency_weights(totals)
+    config['class_weights'] = None if weight is None else list(weight)
+    if s.saved_config is not None:
+        _check_resume_config(dict(config, n_train=len(s.train)),
+                             s.saved_config, s.saved_where)
 
 
 def _load_saved_config(out):
-    import json
     path = os.path.join(out, CONFIG_FILE)
     if not os.path.isfile(path):
         return None
@@ -240,12 +310,7 @@ def _build_trainer(config, s, comm):
     n_iter = config['iteration']
     is_root = comm.rank == 0
 
-    weight = config.get('class_weight')
-    if weight == class_weights.MEDIAN:
-        weight = class_weights.median_frequency_weights(
-            mpi.sum_over_processes(s.label_totals, comm))
-    config['class_weights'] = None if weight is None else list(weight)
-    s.train_chain.set_class_weight(weight)
+    s.train_chain.set_class_weight(config['class_weights'])
     chain = s.train_chain
     if config['dtype'] == 'mixed16':
         mixed16.to_mixed16(chain)
@@ -274,7 +339,8 @@ def _build_trainer(config, s, comm):
     trainer = training.Trainer(updater, (n_iter, 'iteration'), out)
 
     trainer.extend(chainer_extensions.PolynomialShift(
-        'lr', 0.9, n_iter, optimizer=optimizer), trigger=(1, 'iteration'))
+        'lr', LR_POWER, n_iter, optimizer=optimizer),
+        trigger=(1, 'iteration'))
     trainer.extend(extensions.StopOnNonFiniteLoss(comm, snapshot_out=out))
     if config['dtype'] == 'mixed16':
         trainer.extend(mixed16.LossScaleState(optimizer))
@@ -324,8 +390,12 @@ def _describe(config, s, comm, kind, n_loaders):
             == class_weights.MEDIAN else 'given', ', '.join(
                 '{:.3g}'.format(w) for w in config['class_weights'])))
     if s.resume_path is not None:
-        lines.append('resuming at iteration {} from {}'.format(
-            s.resume_iteration, s.resume_path))
+        lines.append('resuming at iteration {} from {}{}'.format(
+            s.resume_iteration, s.resume_path, ''.join(
+                '; {} {} -> {}'.format(key, change['before'],
+                                       change['after'])
+                for key, change in sorted(getattr(
+                    s, 'resume_changes', {}).items()))))
     return '\n'.join(lines)
 
 
@@ -349,13 +419,22 @@ def _save_config(config, comm, kind, n_loaders, s):
     if s.resume_path is None:
         record['started'] = now
     else:
-        # The run's configuration stays; each resume is added to it.
+        # The run's configuration stays; each resume is added to it, with
+        # the settings that changed there.
+        now_used = record
+        before = _settings_before(s.saved_config or {})
         record = dict(s.saved_config or record)
         record.setdefault('run_id', s.run_id)
         record['out'] = config['out']
-        record['resumed'] = record.get('resumed', []) + [{
+        resume = {
             'from': s.resume_path, 'iteration': s.resume_iteration,
-            'lr': config['lr'], 'n_processes': comm.size, 'time': now}]
+            'lr': config['lr'], 'n_processes': comm.size, 'time': now}
+        if s.saved_config is not None:
+            resume['changed'] = s.resume_changes = {
+                key: {'before': before[key], 'after': now_used.get(key)}
+                for key in RESUME_RECORDED
+                if before[key] != now_used.get(key)}
+        record['resumed'] = record.get('resumed', []) + [resume]
     path = os.path.join(config['out'], CONFIG_FILE)
     try:
         save_json_atomic(path, record)
@@ -390,6 +469,13 @@ def _save_final(trainer, validator, config, comm):
 
 def _load_snapshot(config, s, trainer):
     snapshots.load_snapshot(s.resume_path, trainer)
+    before = _settings_before(s.saved_config or {})['lr']
+    if before is not None and before != config['lr']:
+        # The schedule's next value, restored from the snapshot, is the old
+        # lr's: the new one rules from the resumed iteration on.
+        shift = trainer.get_extension('PolynomialShift')
+        shift._last_value = config['lr'] * max(
+            1 - shift._t / config['iteration'], 0) ** LR_POWER
     if config['dtype'] == 'mixed16':
         mixed16.restore_master_weights(
             trainer.updater.get_optimizer('main'), s.resume_path)
@@ -398,6 +484,10 @@ def _load_snapshot(config, s, trainer):
 def _prepare_build_and_run(config, kind, comm, folder):
     is_root = comm.rank == 0
     s = mpi.agree(comm, _prepare, config, kind, comm, folder)
+    totals = None
+    if config.get('class_weight') == class_weights.MEDIAN:
+        totals = mpi.sum_over_processes(s.label_totals, comm)
+    mpi.agree(comm, _resolve_class_weights, config, totals, s)
     if is_root:
         for message in s.warnings:
             print('warning: ' + message, file=sys.stderr, flush=True)
@@ -425,9 +515,11 @@ def train(options):
             ``pretrained_model``, ``resume``, ``snapshot_interval``,
             ``val_interval``, ``log_interval``, ``keep_snapshots``,
             ``loaderjob``, ``seed``, ``progress``, ``dtype`` (``'float32'``
-            or ``'mixed16'``, :mod:`pspnet.training.mixed16`).
-            ``loaderjob``, ``seed``, ``progress``, ``class_weight``
-            (None, ``'median'`` or a sequence of floats).
+            or ``'mixed16'``, :mod:`pspnet.training.mixed16`), ``tf32``,
+            ``class_weight`` (None, ``'median'`` or a sequence of floats).
+            On resume, the options of :data:`RUN_IDENTITY` must be the
+            run's; those of :data:`RESUME_RECORDED` may change and are
+            recorded in ``config.json``.
 
     Returns:
         str or None: On rank 0 the path of the final model, else None.
