@@ -95,7 +95,18 @@ def test_figure_legend_names_classes_present(weights, tmp_path, monkeypatch):
                '--input-size', str(SIZE), 'wide.png'])
     label = check_outputs(str(tmp_path / 'result' / 'wide'), 80, 150)
     (fig, handles), = figures
-    present = [NAMES[i] for i in np.unique(label)]
+    # The classes present, largest share first (ties in id order), each
+    # with its share; those under 0.1 % folded into one last entry.
+    counts = np.bincount(label.ravel(), minlength=N_CLASS)
+    ids = sorted(np.flatnonzero(counts), key=lambda c: (-counts[c], c))
+    present = ['{} {:.1f} %'.format(NAMES[c], 100 * counts[c] / label.size)
+               for c in ids if counts[c] * 1000 >= label.size]
+    small = [c for c in ids if counts[c] * 1000 < label.size]
+    if small:
+        share = counts[small].sum() / label.size
+        present.append('+{} more ({})'.format(len(small), '< 0.1 %' if share
+                                              < 0.001 else '{:.1f} %'.format(
+                                                  100 * share)))
     legend = fig.axes[1].get_legend()
     assert [t.get_text() for t in legend.get_texts()] == present
     assert [h.get_label() for h in handles] == present

@@ -85,8 +85,10 @@ def test_segmentation_figure(label, tmp_path):
                                            title='demo')
     image_ax, label_ax = fig.axes
     legend = label_ax.get_legend()
-    assert [t.get_text() for t in legend.get_texts()] == list(NAMES)
-    assert [h.get_label() for h in handles] == list(NAMES)
+    # The legend by area: 2 red, 2 blue, 1 green pixel of 5.
+    by_area = ['red thing 40.0 %', 'blue thing 40.0 %', 'green thing 20.0 %']
+    assert [t.get_text() for t in legend.get_texts()] == by_area
+    assert [h.get_label() for h in handles] == by_area
     np.testing.assert_array_equal(label_ax.images[0].get_array(),
                                   vis.colorize_label(label, COLORS)
                                   .transpose(1, 2, 0))
