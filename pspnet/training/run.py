@@ -9,6 +9,7 @@ train, and rank 0 saves ``OUT/model_final.npz``. A run that fails before
 its first snapshot leaves nothing behind.
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -204,8 +205,47 @@ def _load_saved_config(out):
     return saved
 
 
-class _Setup(object):
-    """What the setup of one process builds."""
+@dataclasses.dataclass
+class _Setup:
+    """What the setup of one process builds (:func:`_prepare`) for the
+    trainer (:func:`_build_trainer`) and the records of the run.
+
+    Attributes:
+        device: This process's Chainer device.
+        speed_lines (list of str): What the start line says of it.
+        resume_path (str or None): The snapshot resumed from.
+        resume_iteration (int or None): Its iteration.
+        saved_config (dict or None): The run's ``config.json`` on resume.
+        saved_where (str or None): The folder it was read from.
+        resume_changes (dict or None): The recorded options that changed on
+            resume (rank 0, once ``config.json`` is written).
+        run_id (str): The run's id.
+        train, val: The training and validation datasets.
+        label_totals (numpy.ndarray or None): This process's label pixel
+            counts per class.
+        initial_weights (str): What the model started from.
+        warnings (list of str): Warnings of the initial weights.
+        aux: The auxiliary head's plan (:mod:`.initial_weights`).
+        model (pspnet.PSPNet): The model.
+        train_chain (TrainChain): The model with its losses.
+    """
+
+    device: object = None
+    speed_lines: list = None
+    resume_path: str = None
+    resume_iteration: int = None
+    saved_config: dict = None
+    saved_where: str = None
+    resume_changes: dict = None
+    run_id: str = None
+    train: object = None
+    val: object = None
+    label_totals: object = None
+    initial_weights: str = None
+    warnings: list = dataclasses.field(default_factory=list)
+    aux: object = None
+    model: object = None
+    train_chain: object = None
 
 
 def _prepare(config, kind, comm, folder):
@@ -223,8 +263,6 @@ def _prepare(config, kind, comm, folder):
     s.resume_path = snapshots.resolve_resume(config['resume'], out)
     if folder is not None:
         folder.open(fresh=s.resume_path is None)
-    s.saved_config = None
-    s.run_id = None
     if s.resume_path is not None:
         info = snapshots.check_snapshot(s.resume_path)
         if info['n_processes'] != comm.size:
@@ -266,7 +304,6 @@ def _prepare(config, kind, comm, folder):
             dataset, range(comm.rank, len(dataset), comm.size))
     # Label values are checked up front (described datasets, cached), and
     # counted for median-frequency weights; each process does its share.
-    s.label_totals = None
     if (hasattr(s.train, 'check_labels')
             or config.get('class_weight') == class_weights.MEDIAN):
         s.label_totals = class_weights.count_pixels(
@@ -394,8 +431,8 @@ def _describe(config, s, comm, kind, n_loaders):
             s.resume_iteration, s.resume_path, ''.join(
                 '; {} {} -> {}'.format(key, change['before'],
                                        change['after'])
-                for key, change in sorted(getattr(
-                    s, 'resume_changes', {}).items()))))
+                for key, change in sorted(
+                    (s.resume_changes or {}).items()))))
     return '\n'.join(lines)
 
 
