@@ -1,0 +1,854 @@
+"""prepare_dataset.py: COCO, labelme and CVAT exports made into described
+datasets, checked against pycocotools' own masks and labelme's drawing;
+every refusal one line, exit status 2, nothing written; colour-coded
+label maps (``"label_format": "rgb"``); the preview; and one path from a
+COCO export through training under mpiexec, evaluation and the demo."""
+
+import base64
+import filecmp
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import chainer
+import numpy as np
+import pytest
+from PIL import Image
+from PIL import ImageDraw
+
+import prepare_dataset
+from pspnet import atomic
+from pspnet.annotations import coco
+from pspnet.annotations import output
+from pspnet.datasets import base
+from pspnet.datasets import registry
+from pspnet.errors import UserError
+from pspnet.training import loader
+from tests.helpers import annotation_factory as factory
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MPIEXEC = os.path.join(os.path.dirname(sys.executable), 'mpiexec')
+SEEDS = (0, 1, 2, 3)
+
+
+@pytest.fixture(autouse=True)
+def _dataset_root(tmp_path_factory, monkeypatch):
+    """Label-check caches go to a temporary dataset root."""
+    root = str(tmp_path_factory.getbasetemp() / 'chainer_dataset')
+    monkeypatch.setenv('CHAINER_DATASET_ROOT', root)
+    old = chainer.dataset.get_dataset_root()
+    chainer.dataset.set_dataset_root(root)
+    yield
+    chainer.dataset.set_dataset_root(old)
+
+
+def run(argv, capsys):
+    """prepare_dataset.py in this process: (exit status, stdout, stderr)."""
+    try:
+        prepare_dataset.main(argv + (['--no-progress'] if argv[0] != 'x'
+                                     else []))
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def refused(argv, capsys, *words):
+    """Run, expect one ``error:`` line holding ``words``, exit status 2,
+    and no --out folder nor temporary folder beside it."""
+    code, out, err = run(argv, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, (code, out, err)
+    assert lines[0].startswith('error: '), err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    target = argv[argv.index('--out') + 1]
+    assert not os.path.exists(target), os.listdir(target)
+    parent = os.path.dirname(os.path.abspath(target))
+    if os.path.isdir(parent):
+        assert not [n for n in os.listdir(parent)
+                    if n.startswith(atomic.TEMP_PREFIX)]
+    return lines[0]
+
+
+def read_png(path):
+    return np.asarray(Image.open(path)).astype(np.int64)
+
+
+# -- COCO -------------------------------------------------------------------
+
+def coco_expected(json_path, crowd='ignore'):
+    """{file_name: (H, W) expected label map} from pycocotools' own
+    ``COCO.annToMask``: background 0, categories by id from 1, drawn
+    largest first (ties in file order), crowd regions 255."""
+    from pycocotools.coco import COCO
+    api = COCO(json_path)
+    cats = sorted(api.cats)
+    names = [api.cats[c]['name'] for c in cats]
+    value = {c: (['background'] + [n for n in names if n != 'background'])
+             .index(api.cats[c]['name']) for c in cats}
+    expected = {}
+    for img in api.dataset['images']:
+        anns = [a for a in api.dataset['annotations']
+                if a['image_id'] == img['id']]
+        masks = [api.annToMask(a).astype(bool) for a in anns]
+        order = sorted(range(len(anns)), key=lambda j: -masks[j].sum())
+        label = np.zeros((img['height'], img['width']), dtype=np.int64)
+        for j in order:
+            crowd_region = anns[j].get('iscrowd', 0) and crowd == 'ignore'
+            label[masks[j]] = 255 if crowd_region else value[
+                anns[j]['category_id']]
+        expected[img['file_name']] = label
+    return expected
+
+
+@pytest.mark.parametrize('seed', SEEDS)
+def test_coco_export_matches_pycocotools(seed, tmp_path, capsys):
+    rng = np.random.RandomState(seed)
+    train = factory.make_coco(str(tmp_path / 'export'), rng, n_images=5)
+    val = factory.make_coco(str(tmp_path / 'export'), rng, n_images=2,
+                            name='val', first_id=50)
+    out = str(tmp_path / 'out')
+    code, text, err = run(['coco', '--train', train['json'], '--val',
+                           val['json'], '--images', train['images'],
+                           '--out', out], capsys)
+    assert code == 0, err
+    assert 'COCO export: 4 classes (background, dog, cat, 猫)' in text
+    with open(os.path.join(out, 'dataset.json'), encoding='utf-8') as f:
+        desc = json.load(f)
+    assert desc['classes'] == ['background', 'dog', 'cat', '猫']
+    assert desc['ignore_label'] == 255
+    spec = registry.lookup(os.path.join(out, 'dataset.json'))
+    for split, made in (('train', train), ('val', val)):
+        expected = coco_expected(made['json'])
+        assert len(expected) == len(made['data']['images'])
+        ds = spec.get(split)
+        assert len(ds) == len(expected)
+        ds.check_labels()
+        for file_name, label in expected.items():
+            stem = os.path.splitext(file_name)[0]
+            got = read_png(os.path.join(out, 'labels', split,
+                                        *stem.split('/')) + '.png')
+            np.testing.assert_array_equal(got, label, err_msg=file_name)
+            assert filecmp.cmp(os.path.join(made['images'], file_name),
+                               os.path.join(out, 'images', split, file_name),
+                               shallow=False)
+        # The items as training reads them: -1 where 255 was written.
+        for i in range(len(ds)):
+            name = os.path.relpath(ds.img_paths[i], os.path.join(
+                out, 'images', split)).replace(os.sep, '/')
+            np.testing.assert_array_equal(
+                ds[i][1], np.where(expected[name] == 255, -1,
+                                   expected[name]))
+
+
+@pytest.mark.parametrize('seed', SEEDS[:2])
+def test_coco_crowd_as_class(seed, tmp_path, capsys):
+    rng = np.random.RandomState(seed)
+    made = factory.make_coco(str(tmp_path / 'export'), rng, n_images=3)
+    assert any(a['iscrowd'] for a in made['data']['annotations'])
+    out = str(tmp_path / 'out')
+    code, _, err = run(['coco', '--train', made['json'], '--crowd', 'class',
+                        '--out', out, '--val-fraction', '0.34'], capsys)
+    assert code == 0, err
+    expected = coco_expected(made['json'], crowd='class')
+    for split in ('train', 'val'):
+        for path in registry.lookup(os.path.join(
+                out, 'dataset.json')).get(split).label_paths:
+            rel = os.path.relpath(path, os.path.join(out, 'labels', split))
+            name = [n for n in expected
+                    if os.path.splitext(n)[0] == os.path.splitext(
+                        rel.replace(os.sep, '/'))[0]][0]
+            got = read_png(path)
+            np.testing.assert_array_equal(got, expected[name])
+            assert 255 not in got
+
+
+def _coco_file(path, images, annotations, categories=((1, 'thing'),)):
+    data = {'images': images, 'annotations': annotations,
+            'categories': [{'id': c, 'name': n} for c, n in categories]}
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(data, f, ensure_ascii=False)
+    return path
+
+
+def _square(x0, y0, x1, y1):
+    return [[x0, y0, x1, y0, x1, y1, x0, y1]]
+
+
+def test_coco_smaller_instances_stay_on_top(tmp_path, capsys):
+    """A small annotation listed before a large one overlapping it is
+    still drawn over it; an RLE's hole shows what lies below."""
+    rng = np.random.RandomState(0)
+    factory.write_image(str(tmp_path / 'a.png'), (40, 30), rng)
+    donut = np.zeros((30, 40), dtype=np.uint8)
+    donut[5:25, 5:35] = 1
+    donut[10:20, 12:28] = 0
+    anns = [
+        {'id': 1, 'image_id': 1, 'category_id': 2, 'iscrowd': 0,
+         'segmentation': _square(18, 12, 22, 16)},
+        {'id': 2, 'image_id': 1, 'category_id': 1, 'iscrowd': 0,
+         'segmentation': _square(0, 0, 40, 30)},
+        {'id': 3, 'image_id': 1, 'category_id': 3, 'iscrowd': 0,
+         'segmentation': factory.compressed_rle(donut)},
+    ]
+    path = _coco_file(str(tmp_path / 'train.json'),
+                      [{'id': 1, 'file_name': 'a.png', 'width': 40,
+                        'height': 30}], anns,
+                      ((1, 'wall'), (2, 'lamp'), (3, 'frame')))
+    out = str(tmp_path / 'out')
+    code, _, err = run(['coco', '--train', path, '--out', out], capsys)
+    assert code == 0, err
+    got = read_png(os.path.join(out, 'labels', 'train', 'a.png'))
+    np.testing.assert_array_equal(got, coco_expected(path)['a.png'])
+    assert got[14, 20] == 2  # the lamp, in the frame's hole, over the wall
+    assert got[15, 14] == 1  # the frame's hole shows the wall
+    assert got[7, 7] == 3  # the frame over the wall
+    assert got[2, 2] == 1
+
+
+def _coco_case(tmp_path, case):
+    """A COCO export broken in one way: (argv, words of the error)."""
+    rng = np.random.RandomState(1)
+    made = factory.make_coco(str(tmp_path / 'export'), rng, n_images=3,
+                             unicode_names=False)
+    data = made['data']
+    first = data['annotations'][0]
+    image = data['images'][0]
+    words = []
+    extra = []
+    if case == 'unknown category':
+        first['category_id'] = 99
+        words = ['unknown category id 99', 'annotation {}'.format(
+            first['id'])]
+    elif case == 'unknown image':
+        first['image_id'] = 999
+        words = ['image id 999']
+    elif case == 'missing image':
+        os.remove(os.path.join(made['images'], image['file_name']))
+        words = ['does not exist', image['file_name']]
+    elif case == 'another size':
+        image['width'] += 3
+        words = ['{}x{}'.format(image['width'], image['height'])]
+    elif case == 'polygon outside':
+        target = dict(first, segmentation=[[1, 1, 10, 1, 500, 12]],
+                      image_id=image['id'])
+        data['annotations'][0] = target
+        words = ['(500, 12) lies outside', 'annotation']
+    elif case == 'rle of another size':
+        data['annotations'][0] = dict(first, image_id=image['id'],
+                                      segmentation={'counts': [4, 5],
+                                                    'size': [3, 3]})
+        words = ['RLE mask is of size [3, 3]']
+    elif case == 'rle counts':
+        counts = factory.uncompressed_rle(np.zeros(
+            (image['height'], image['width']), np.uint8))
+        counts['counts'][-1] -= 1
+        data['annotations'][0] = dict(first, image_id=image['id'],
+                                      segmentation=counts)
+        words = ['RLE counts']
+    elif case == 'compressed rle counts':
+        small = factory.compressed_rle(np.ones((image['height'],
+                                                image['width'] - 1),
+                                               np.uint8))
+        small['size'] = [image['height'], image['width']]
+        data['annotations'][0] = dict(first, image_id=image['id'],
+                                      segmentation=small)
+        words = ['compressed RLE counts do not cover']
+    elif case == 'box only':
+        first['segmentation'] = []
+        words = ['a box only']
+    elif case == 'two-point polygon':
+        first['segmentation'] = [[1, 1, 5, 5]]
+        words = ['fewer than 3']
+    elif case == 'odd polygon':
+        first['segmentation'] = [[1, 1, 5, 5, 7]]
+        words = ['list of x, y numbers']
+    elif case == 'file listed twice':
+        data['images'][1]['file_name'] = image['file_name']
+        words = ['listed twice']
+    elif case == 'escaping name':
+        image['file_name'] = '../outside.png'
+        words = ['not a path inside']
+    elif case == 'category twice':
+        data['categories'].append({'id': 99, 'name': data['categories'][0][
+            'name']})
+        words = ['two categories are named']
+    elif case in ('val categories differ', 'image in train and val'):
+        other = json.loads(json.dumps(data))
+        if case == 'val categories differ':
+            other['categories'][0]['name'] = 'renamed'
+            words = ['list different categories']
+        else:
+            words = ['annotated twice', image['file_name']]
+        with open(str(tmp_path / 'export' / 'val.json'), 'w') as f:
+            json.dump(other, f)
+        extra = ['--val', str(tmp_path / 'export' / 'val.json')]
+    elif case == 'not json':
+        with open(made['json'], 'w') as f:
+            f.write('{"images": [')
+        words = ['not valid JSON']
+    elif case == 'train without annotations':
+        del data['annotations']
+        words = ['only a test split may come without labels']
+    elif case == 'val fraction with val':
+        other_json = factory.make_coco(str(tmp_path / 'export'), rng,
+                                       n_images=1, name='val', first_id=90)
+        extra = ['--val', other_json['json'], '--val-fraction', '0.5']
+        words = ['val split already']
+    elif case == 'val fraction too small':
+        extra = ['--val-fraction', '0.1']
+        words = ['leaves 0 for validation']
+    if case != 'not json':
+        with open(made['json'], 'w', encoding='utf-8') as f:
+            json.dump(data, f)
+    return (['coco', '--train', made['json'], '--out',
+             str(tmp_path / 'out')] + extra, words)
+
+
+COCO_REFUSALS = ('unknown category', 'unknown image', 'missing image',
+                 'another size', 'polygon outside', 'rle of another size',
+                 'rle counts', 'compressed rle counts', 'box only',
+                 'two-point polygon', 'odd polygon', 'file listed twice',
+                 'escaping name', 'category twice', 'val categories differ',
+                 'image in train and val', 'not json',
+                 'train without annotations', 'val fraction with val',
+                 'val fraction too small')
+
+
+@pytest.mark.parametrize('case', COCO_REFUSALS)
+def test_coco_refusals(case, tmp_path, capsys):
+    argv, words = _coco_case(tmp_path, case)
+    refused(argv, capsys, *words)
+
+
+def test_coco_test_split_without_annotations(tmp_path, capsys):
+    rng = np.random.RandomState(4)
+    train = factory.make_coco(str(tmp_path / 'export'), rng, n_images=3)
+    test = factory.make_coco(str(tmp_path / 'export'), rng, n_images=2,
+                             name='test', first_id=80)
+    del test['data']['annotations']
+    with open(test['json'], 'w', encoding='utf-8') as f:
+        json.dump(test['data'], f)
+    out = str(tmp_path / 'out')
+    code, _, err = run(['coco', '--train', train['json'], '--test',
+                        test['json'], '--out', out, '--val-fraction', '0.4'],
+                       capsys)
+    assert code == 0, err
+    with open(os.path.join(out, 'dataset.json')) as f:
+        desc = json.load(f)
+    assert desc['test'] == {'images': 'images/test'}
+    ds = registry.lookup(os.path.join(out, 'dataset.json')).get('test')
+    assert len(ds) == 2 and not ds.has_labels
+
+
+def test_compressed_total_reads_as_pycocotools(tmp_path):
+    """The check of compressed RLE strings sums what pycocotools decodes,
+    for random masks of random sizes."""
+    from pycocotools import mask as mask_utils
+    rng = np.random.RandomState(0)
+    for _ in range(50):
+        h, w = rng.randint(1, 300, 2)
+        mask = (rng.rand(h, w) < rng.rand()).astype(np.uint8)
+        rle = mask_utils.encode(np.asfortranarray(mask))
+        counts = rle['counts'].decode('ascii')
+        assert coco._compressed_total(counts) == h * w
+        assert mask_utils.decode(rle).sum() == mask.sum()
+    assert coco._compressed_total('') == 0
+
+
+# -- labelme ----------------------------------------------------------------
+
+def labelme_shape_to_mask(size, shape):
+    """The pixels of a labelme shape as labelme's ``shape_to_mask`` (and
+    ``shapes_to_label`` for masks) draws them; rectangles by their two
+    corners in either order."""
+    width, height = size
+    points = [tuple(p) for p in shape['points']]
+    kind = shape.get('shape_type') or 'polygon'
+    if kind == 'mask':
+        mask = np.zeros((height, width), dtype=bool)
+        (x1, y1), (x2, y2) = np.asarray(points).astype(int)
+        data = base64.b64decode(shape['mask'])
+        mask[y1:y2 + 1, x1:x2 + 1] = np.asarray(
+            Image.open(io.BytesIO(data))).astype(bool)
+        return mask
+    canvas = Image.fromarray(np.zeros((height, width), dtype=np.uint8))
+    draw = ImageDraw.Draw(canvas)
+    if kind == 'circle':
+        (cx, cy), (px, py) = points
+        d = math.sqrt((cx - px) ** 2 + (cy - py) ** 2)
+        draw.ellipse([cx - d, cy - d, cx + d, cy + d], outline=1, fill=1)
+    elif kind == 'rectangle':
+        xs, ys = sorted(p[0] for p in points), sorted(p[1] for p in points)
+        draw.rectangle([(xs[0], ys[0]), (xs[1], ys[1])], outline=1, fill=1)
+    else:
+        draw.polygon(xy=points, outline=1, fill=1)
+    return np.array(canvas, dtype=bool)
+
+
+def labelme_expected(made, classes):
+    size = made['size']
+    label = np.zeros((size[1], size[0]), dtype=np.int64)
+    for shape in made['shapes']:
+        if shape['shape_type'] in factory.LABELME_SKIPPED:
+            continue
+        name = shape['label']
+        value = (255 if name == '__ignore__' else 0
+                 if name in ('_background_', 'background')
+                 else classes.index(name))
+        label[labelme_shape_to_mask(size, shape)] = value
+    return label
+
+
+def _labelme_out(made, folder, out, split):
+    rel = os.path.relpath(made['json'], folder)[:-len('.json')]
+    return (os.path.join(out, 'labels', split, rel + '.png'),
+            os.path.join(out, 'images', split, rel))
+
+
+@pytest.mark.parametrize('seed', SEEDS)
+def test_labelme_files_drawn_as_labelme_draws(seed, tmp_path, capsys):
+    rng = np.random.RandomState(seed)
+    labels = ['zebra', factory.UNICODE_NAMES[0], 'apple', '__ignore__',
+              '_background_']
+    train = factory.make_labelme(str(tmp_path / 'train'), rng, n_files=5,
+                                 labels=labels)
+    val = factory.make_labelme(str(tmp_path / 'val'), rng, n_files=2,
+                               labels=labels, images_beside=True)
+    out = str(tmp_path / 'out')
+    code, text, err = run(['labelme', '--train', str(tmp_path / 'train'),
+                           '--val', str(tmp_path / 'val'), '--out', out],
+                          capsys)
+    assert code == 0, err
+    # Sorted by code point: 'café' before 'zebra'.
+    classes = ['background', 'apple', factory.UNICODE_NAMES[0], 'zebra']
+    assert 'labelme export: 4 classes ({})'.format(', '.join(classes)) \
+        in text
+    skipped = {}
+    for made in train + val:
+        for shape in made['shapes']:
+            if shape['shape_type'] in factory.LABELME_SKIPPED:
+                skipped[shape['shape_type']] = skipped.get(
+                    shape['shape_type'], 0) + 1
+    for kind, count in skipped.items():
+        assert '{} {} shape(s) skipped'.format(count, kind) in text
+    spec = registry.lookup(os.path.join(out, 'dataset.json'))
+    assert spec.label_names == tuple(classes)
+    for split, files in (('train', train), ('val', val)):
+        ds = spec.get(split)
+        assert len(ds) == len(files)
+        ds.check_labels()
+        for made in files:
+            label_path, image_stem = _labelme_out(
+                made, str(tmp_path / split), out, split)
+            np.testing.assert_array_equal(read_png(label_path),
+                                          labelme_expected(made, classes))
+            if made['image'] is None:
+                data = base64.b64decode(made['data']['imageData'])
+                ext = '.png' if data[:4] == b'\x89PNG' else '.jpg'
+                with open(image_stem + ext, 'rb') as f:
+                    assert f.read() == data
+            else:
+                assert filecmp.cmp(made['image'], image_stem + '.jpg',
+                                   shallow=False)
+
+
+def test_labelme_classes_file_fixes_names_and_order(tmp_path, capsys):
+    rng = np.random.RandomState(5)
+    files = factory.make_labelme(str(tmp_path / 'train'), rng, n_files=4,
+                                 labels=['b', 'a'])
+    classes_file = tmp_path / 'labels.txt'
+    classes_file.write_text('__ignore__\n_background_\nb\nunused\na\n',
+                            encoding='utf-8')
+    out = str(tmp_path / 'out')
+    code, _, err = run(['labelme', '--train', str(tmp_path / 'train'),
+                        '--classes', str(classes_file), '--out', out,
+                        '--val-fraction', '0.25', '--seed', '3'], capsys)
+    assert code == 0, err
+    classes = ['_background_', 'b', 'unused', 'a']
+    spec = registry.lookup(os.path.join(out, 'dataset.json'))
+    assert spec.label_names == tuple(classes)
+    assert len(spec.get('train')) == 3 and len(spec.get('val')) == 1
+    for made in files:
+        for split in ('train', 'val'):
+            label_path, _ = _labelme_out(made, str(tmp_path / 'train'), out,
+                                         split)
+            if os.path.exists(label_path):
+                np.testing.assert_array_equal(
+                    read_png(label_path), labelme_expected(made, classes))
+    # The same seed draws the same validation image; the seeds 0 to 5
+    # do not all draw one.
+    drawn = set()
+    for seed in ('3', '0', '1', '2', '4', '5'):
+        again = str(tmp_path / 'again{}'.format(seed))
+        code, _, err = run(['labelme', '--train', str(tmp_path / 'train'),
+                            '--classes', str(classes_file), '--out', again,
+                            '--val-fraction', '0.25', '--seed', seed],
+                           capsys)
+        assert code == 0, err
+        val = sorted(os.listdir(os.path.join(again, 'images', 'val')))
+        if seed == '3':
+            assert val == sorted(os.listdir(os.path.join(out, 'images',
+                                                         'val')))
+        drawn.add(tuple(val))
+    assert len(drawn) > 1
+
+
+def test_later_labelme_shapes_draw_over_earlier_ones(tmp_path, capsys):
+    folder = tmp_path / 'train'
+    folder.mkdir()
+    rng = np.random.RandomState(0)
+    factory.write_image(str(folder / 'x.jpg'), (30, 20), rng)
+    shapes = [
+        {'label': 'small', 'points': [[5, 5], [10, 10]],
+         'shape_type': 'rectangle'},
+        {'label': 'big', 'points': [[0, 0], [29, 0], [29, 19], [0, 19]],
+         'shape_type': 'polygon'},
+        {'label': 'small', 'points': [[25, 15], [20, 12]],
+         'shape_type': 'rectangle'},
+        {'label': 'hole', 'points': [[2, 2], [2, 3]],
+         'shape_type': 'circle'},
+        {'label': 'ignored', 'points': [[1, 1]], 'shape_type': 'point'},
+    ]
+    with open(str(folder / 'x.json'), 'w') as f:
+        json.dump({'shapes': shapes, 'imagePath': 'x.jpg', 'imageData': None,
+                   'imageHeight': 20, 'imageWidth': 30}, f)
+    out = str(tmp_path / 'out')
+    code, text, err = run(['labelme', '--train', str(folder), '--out', out],
+                          capsys)
+    assert code == 0, err
+    assert '1 point shape(s) skipped' in text
+    got = read_png(os.path.join(out, 'labels', 'train', 'x.png'))
+    classes = ['background', 'big', 'hole', 'small']
+    assert got[7, 7] == classes.index('big')  # drawn over by the big one
+    assert got[13, 22] == classes.index('small')  # corners in any order
+    assert got[2, 2] == classes.index('hole')
+    assert (got == 0).sum() == 0
+
+
+def _labelme_case(tmp_path, case):
+    rng = np.random.RandomState(2)
+    folder = str(tmp_path / 'train')
+    files = factory.make_labelme(folder, rng, n_files=3, embedded=False,
+                                 images_beside=True, labels=['a', 'b'])
+    made = files[0]
+    data = made['data']
+    shape = {'label': 'a', 'points': [[1, 1], [5, 1], [3, 4]],
+             'shape_type': 'polygon'}
+    data['shapes'].append(shape)
+    extra = []
+    if case == 'label not in classes':
+        (tmp_path / 'labels.txt').write_text('background\na\n')
+        extra = ['--classes', str(tmp_path / 'labels.txt')]
+        shape['label'] = 'b'
+        words = ["label 'b' is not in the classes file"]
+    elif case == 'two-point polygon':
+        shape['points'] = shape['points'][:2]
+        words = ['a polygon needs at least 3 points']
+    elif case == 'three-point rectangle':
+        shape['shape_type'] = 'rectangle'
+        words = ['a rectangle needs 2 points, not 3']
+    elif case == 'point outside':
+        shape['points'][2] = [made['size'][0] + 5, 2]
+        words = ['lies outside the {}x{} image'.format(*made['size'])]
+    elif case == 'missing image':
+        os.remove(made['image'])
+        words = ['does not exist', os.path.basename(made['image'])]
+    elif case == 'unknown shape type':
+        shape['shape_type'] = 'bezier'
+        words = ["unknown shape_type 'bezier'"]
+    elif case == 'another size':
+        data['imageHeight'] += 1
+        words = ['the file is']
+    elif case == 'not labelme':
+        data = {'hello': 'world'}
+        words = ['is not a labelme file']
+    elif case == 'bad image data':
+        data['imageData'] = 'not base64!'
+        words = ['imageData is not base64']
+    elif case == 'no label':
+        shape['label'] = ''
+        words = ['has no label']
+    elif case == 'bad mask':
+        shape.update(shape_type='mask', points=[[0, 0], [3, 3]],
+                     mask=factory._png_base64(np.ones((2, 2), bool)))
+        words = ['mask does not fill its box']
+    elif case == 'empty classes file':
+        (tmp_path / 'labels.txt').write_text('__ignore__\n\n')
+        extra = ['--classes', str(tmp_path / 'labels.txt')]
+        words = ['names no class']
+    elif case == 'same image twice':
+        files[1]['data'].update(
+            imagePath=os.path.basename(made['image']), shapes=[],
+            imageWidth=made['size'][0], imageHeight=made['size'][1])
+        with open(files[1]['json'], 'w') as f:
+            json.dump(files[1]['data'], f)
+        words = ['annotated twice']
+    elif case == 'empty folder':
+        empty = tmp_path / 'empty'
+        empty.mkdir()
+        extra = ['--val', str(empty)]
+        words = ['no labelme .json files']
+    with open(made['json'], 'w', encoding='utf-8') as f:
+        json.dump(data, f)
+    return ['labelme', '--train', folder, '--out',
+            str(tmp_path / 'out')] + extra, words
+
+
+LABELME_REFUSALS = ('label not in classes', 'two-point polygon',
+                    'three-point rectangle', 'point outside',
+                    'missing image', 'unknown shape type', 'another size',
+                    'not labelme', 'bad image data', 'no label', 'bad mask',
+                    'empty classes file', 'same image twice', 'empty folder')
+
+
+@pytest.mark.parametrize('case', LABELME_REFUSALS)
+def test_labelme_refusals(case, tmp_path, capsys):
+    argv, words = _labelme_case(tmp_path, case)
+    refused(argv, capsys, *words)
+
+
+# -- CVAT -------------------------------------------------------------------
+
+@pytest.mark.parametrize('seed', SEEDS[:2])
+def test_cvat_export(seed, tmp_path, capsys):
+    rng = np.random.RandomState(seed)
+    export_dir = str(tmp_path / 'export')
+    made = factory.make_cvat(export_dir, rng, subsets={'Train': 4,
+                                                       'validation': 2})
+    out = str(tmp_path / 'out')
+    code, text, err = run(['cvat', export_dir, '--out', out], capsys)
+    assert code == 0, err
+    spec = registry.lookup(os.path.join(out, 'dataset.json'))
+    assert spec.label_names == tuple(made['names'])
+    assert [tuple(c) for c in spec.label_colors] == made['colors']
+    for subset, split in (('Train', 'train'), ('validation', 'val')):
+        ds = spec.get(split)
+        assert len(ds) == len(made['labels'][subset])
+        for name, ids in made['labels'][subset].items():
+            got = read_png(os.path.join(out, 'labels', split,
+                                        *name.split('/')) + '.png')
+            np.testing.assert_array_equal(got, ids)
+            assert filecmp.cmp(
+                os.path.join(export_dir, 'JPEGImages',
+                             *name.split('/')) + '.jpg',
+                os.path.join(out, 'images', split,
+                             *name.split('/')) + '.jpg', shallow=False)
+
+
+def test_cvat_export_without_images(tmp_path, capsys):
+    rng = np.random.RandomState(7)
+    export_dir = str(tmp_path / 'export')
+    images = str(tmp_path / 'task_images')
+    made = factory.make_cvat(export_dir, rng, with_images=False,
+                             image_dir=images)
+    out = str(tmp_path / 'out')
+    refused(['cvat', export_dir, '--out', out], capsys, 'no image',
+            'pass --images')
+    code, text, err = run(['cvat', export_dir, '--images', images, '--out',
+                           out, '--val-fraction', '0.2'], capsys)
+    assert code == 0, err
+    assert 'train: 4 images' in text and 'val: 1 images' in text
+    spec = registry.lookup(os.path.join(out, 'dataset.json'))
+    found = {}
+    for split in ('train', 'val'):
+        ds = spec.get(split)
+        for i in range(len(ds)):
+            rel = os.path.relpath(ds.label_paths[i], os.path.join(
+                out, 'labels', split))[:-len('.png')].replace(os.sep, '/')
+            found[rel] = ds[i][1]
+    assert sorted(found) == sorted(made['labels']['default'])
+    for name, ids in made['labels']['default'].items():
+        np.testing.assert_array_equal(found[name], ids)
+
+
+def _cvat_case(tmp_path, case):
+    rng = np.random.RandomState(3)
+    export_dir = str(tmp_path / 'export')
+    made = factory.make_cvat(export_dir, rng)
+    name = sorted(made['labels']['default'])[0]
+    label_path = os.path.join(export_dir, 'SegmentationClass',
+                              *name.split('/')) + '.png'
+    words = []
+    if case == 'colour of no label':
+        rgb = np.asarray(Image.open(label_path)).copy()
+        rgb[:2, :3] = (1, 2, 3)
+        Image.fromarray(rgb).save(label_path)
+        words = [label_path, '[1, 2, 3] (6 pixels)', 'labelmap.txt']
+    elif case == 'no labelmap':
+        os.remove(os.path.join(export_dir, 'labelmap.txt'))
+        words = ['labelmap.txt does not exist']
+    elif case == 'labelmap without colour':
+        with open(os.path.join(export_dir, 'labelmap.txt'), 'a') as f:
+            f.write('tree:::\n')
+        words = ["'tree:::' is not"]
+    elif case == 'labelmap colour twice':
+        with open(os.path.join(export_dir, 'labelmap.txt'), 'a') as f:
+            f.write('tree:255,0,0::\n')
+        words = ['have the same colour [255, 0, 0]']
+    elif case == 'unknown subset':
+        os.rename(os.path.join(export_dir, 'ImageSets', 'Segmentation',
+                               'default.txt'),
+                  os.path.join(export_dir, 'ImageSets', 'Segmentation',
+                               'holdout.txt'))
+        words = ["subset 'holdout'"]
+    elif case == 'missing label map':
+        os.remove(label_path)
+        words = ['label map', 'does not exist']
+    elif case == 'label map of another size':
+        Image.new('RGB', (3, 3)).save(label_path)
+        words = ['is 3x3 but its image']
+    elif case == 'grey label map':
+        Image.new('I;16', Image.open(label_path).size).save(label_path)
+        words = ['not a colour-coded label map']
+    elif case == 'no subsets':
+        shutil.rmtree(os.path.join(export_dir, 'ImageSets'))
+        words = ['no ImageSets/Segmentation']
+    return ['cvat', export_dir, '--out', str(tmp_path / 'out')], words
+
+
+CVAT_REFUSALS = ('colour of no label', 'no labelmap',
+                 'labelmap without colour', 'labelmap colour twice',
+                 'unknown subset', 'missing label map',
+                 'label map of another size', 'grey label map', 'no subsets')
+
+
+@pytest.mark.parametrize('case', CVAT_REFUSALS)
+def test_cvat_refusals(case, tmp_path, capsys):
+    argv, words = _cvat_case(tmp_path, case)
+    refused(argv, capsys, *words)
+
+
+# -- the output folder ------------------------------------------------------
+
+@pytest.fixture
+def small_coco(tmp_path):
+    rng = np.random.RandomState(9)
+    return factory.make_coco(str(tmp_path / 'export'), rng, n_images=3)
+
+
+def test_existing_output_is_kept_unless_forced(small_coco, tmp_path, capsys):
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'mine.txt').write_text('keep me')
+    argv = ['coco', '--train', small_coco['json'], '--out', str(out)]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and 'pass --force' in err and len(
+        err.strip().splitlines()) == 1
+    assert os.listdir(str(out)) == ['mine.txt']
+    code, _, err = run(argv + ['--force'], capsys)
+    assert code == 0, err
+    assert sorted(os.listdir(str(out))) == ['dataset.json', 'images',
+                                           'labels']
+    # An empty folder is taken without --force.
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    code, _, err = run(['coco', '--train', small_coco['json'], '--out',
+                        str(empty)], capsys)
+    assert code == 0, err
+
+
+def test_output_must_not_hold_or_lie_in_an_input(small_coco, tmp_path,
+                                                 capsys):
+    export_dir = os.path.dirname(small_coco['json'])
+    code, _, err = run(['coco', '--train', small_coco['json'], '--out',
+                        export_dir, '--force'], capsys)
+    assert code == 2 and 'holds the input' in err
+    assert os.path.isfile(small_coco['json'])
+    # Inside the images' folder is fine (nothing searches it).
+    code, _, err = run(['coco', '--train', small_coco['json'], '--out',
+                        os.path.join(small_coco['images'], 'out')], capsys)
+    assert code == 0, err
+    # Not inside a folder of labelme files, searched with subfolders.
+    rng = np.random.RandomState(0)
+    factory.make_labelme(str(tmp_path / 'lm'), rng, n_files=2)
+    code, _, err = run(['labelme', '--train', str(tmp_path / 'lm'),
+                        '--out', str(tmp_path / 'lm' / 'out')], capsys)
+    assert code == 2 and 'lies in the input folder' in err
+    assert not os.path.exists(str(tmp_path / 'lm' / 'out'))
+
+
+def test_a_failure_while_writing_leaves_nothing(small_coco, tmp_path,
+                                                capsys, monkeypatch):
+    """A failure (or Ctrl-C) while the dataset is written removes the
+    half-written folder and keeps an earlier dataset whole."""
+    out = str(tmp_path / 'deeper' / 'out')
+    argv = ['coco', '--train', small_coco['json'], '--out', out]
+    calls = []
+    real = coco._renderer
+
+    def failing(size, shapes):
+        render = real(size, shapes)
+
+        def once():
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return render()
+        return once
+    monkeypatch.setattr(coco, '_renderer', failing)
+    code, _, err = run(argv, capsys)
+    assert code == 130 and len(calls) == 2
+    assert not os.path.exists(str(tmp_path / 'deeper'))
+    monkeypatch.undo()
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    before = sorted(os.listdir(os.path.join(out, 'labels', 'train')))
+    calls.clear()
+    monkeypatch.setattr(coco, '_renderer', failing)
+    code, _, err = run(argv + ['--force'], capsys)
+    assert code == 130
+    assert sorted(os.listdir(os.path.join(out, 'labels', 'train'))) == before
+    assert sorted(os.listdir(str(tmp_path / 'deeper'))) == ['out']
+
+
+def test_a_killed_run_is_cleaned_up_by_the_next(small_coco, tmp_path,
+                                                capsys):
+    """A run killed while writing leaves its temporary folder (named
+    after a process that is gone), which the next run removes."""
+    out = str(tmp_path / 'out')
+    child = subprocess.run([sys.executable, '-c', 'import os; '
+                            'print(os.getpid())'], capture_output=True,
+                           text=True)
+    dead = int(child.stdout)
+    stale = os.path.join(str(tmp_path), atomic._temp_prefix(out).replace(
+        '.{}-'.format(os.getpid()), '.{}-'.format(dead)) + 'half')
+    os.makedirs(os.path.join(stale, 'images'))
+    code, _, err = run(['coco', '--train', small_coco['json'], '--out', out],
+                       capsys)
+    assert code == 0, err
+    assert not os.path.exists(stale)
+    assert sorted(os.listdir(str(tmp_path))) == ['export', 'out']
+
+
+def test_images_are_linked_or_copied(small_coco, tmp_path, capsys):
+    for flag, linked in (([], True), (['--copy'], False)):
+        out = str(tmp_path / ('out' + ''.join(flag)))
+        code, _, err = run(['coco', '--train', small_coco['json'], '--out',
+                            out] + flag, capsys)
+        assert code == 0, err
+        image = small_coco['data']['images'][0]['file_name']
+        assert os.path.samefile(
+            os.path.join(small_coco['images'], image),
+            os.path.join(out, 'images', 'train', image)) == linked
+
+
+def test_bad_flags_are_one_line(tmp_path, capsys):
+    for argv, words in (
+            (['coco', '--out', 'x'], 'required: --train'),
+            (['coco', '--train', 'a.json', '--out', 'x', '--val-fraction',
+              '1.5'], 'between 0 and 1'),
+            (['sam', '--out', 'x'], 'invalid choice'),
+            (['labelme', '--train', 'd', '--out', 'x', '--crowd', 'class'],
+             'unrecognized arguments')):
+        code, _, err = run(argv, capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and words in lines[0], err
+    refused(['coco', '--train', str(tmp_path / 'none.json'), '--out',
+             str(tmp_path / 'out')], capsys, 'none.json does not exist')
