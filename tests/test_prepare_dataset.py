@@ -852,3 +852,407 @@ def test_bad_flags_are_one_line(tmp_path, capsys):
         assert code == 2 and len(lines) == 1 and words in lines[0], err
     refused(['coco', '--train', str(tmp_path / 'none.json'), '--out',
              str(tmp_path / 'out')], capsys, 'none.json does not exist')
+
+
+# -- colour-coded label maps ("label_format": "rgb") --------------------------
+
+RGB_COLORS = [[0, 0, 0], [255, 0, 0], [0, 128, 255], [128, 64, 128]]
+RGB_IGNORE = [255, 255, 255]
+
+
+def _rgb_dataset(root, rng, n_images=3, encoding='RGB', extra=None,
+                 ignore=True):
+    """Images and colour-coded label maps; returns (dataset.json, {stem:
+    expected ids with -1 ignored})."""
+    palette = np.asarray(RGB_COLORS + [RGB_IGNORE], dtype=np.uint8)
+    expected = {}
+    for k in range(n_images):
+        size = (int(rng.randint(8, 50)), int(rng.randint(8, 50)))
+        stem = '{}_{}'.format(factory.UNICODE_NAMES[k % 5], k)
+        ids = rng.randint(-1 if ignore else 0, len(RGB_COLORS),
+                          (size[1], size[0]))
+        factory.write_image(os.path.join(root, 'images', stem + '.jpg'),
+                            size, rng)
+        path = os.path.join(root, 'labels', stem + '.png')
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if encoding == 'RGB':
+            Image.fromarray(palette[ids]).save(path)
+        else:  # a palette PNG whose entries are the colours, shuffled
+            order = rng.permutation(len(palette))
+            image = Image.fromarray(np.argsort(order)[ids].astype(np.uint8),
+                                    mode='P')
+            image.putpalette(palette[order].ravel().tolist())
+            image.save(path)
+        expected[stem] = ids
+    desc = {'classes': ['background', 'car', 'sky', 'road'],
+            'colors': RGB_COLORS, 'label_format': 'rgb',
+            'train': {'images': 'images', 'labels': 'labels'}}
+    if ignore:
+        desc['ignore_color'] = RGB_IGNORE
+    desc.update(extra or {})
+    path = os.path.join(root, 'dataset.json')
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(desc, f, ensure_ascii=False)
+    return path, expected
+
+
+@pytest.mark.parametrize('encoding', ('RGB', 'P'))
+@pytest.mark.parametrize('seed', SEEDS[:3])
+def test_rgb_labels_are_read_through_the_colors(encoding, seed, tmp_path):
+    rng = np.random.RandomState(seed)
+    path, expected = _rgb_dataset(str(tmp_path), rng, encoding=encoding)
+    ds = registry.lookup(path).get('train')
+    loader.check_label_files(ds, range(len(ds)))
+    counts = np.zeros(4, dtype=np.int64)
+    for i in range(len(ds)):
+        stem = os.path.splitext(os.path.basename(ds.img_paths[i]))[0]
+        np.testing.assert_array_equal(ds[i][1], expected[stem])
+        counts += np.bincount(expected[stem][expected[stem] >= 0],
+                              minlength=4)
+    np.testing.assert_array_equal(ds.check_labels()[0], counts)
+    ignored = sum(int((e < 0).sum()) for e in expected.values())
+    assert ds.label_counts()[:, -1].sum() == ignored
+
+
+def test_rgb_label_checks_are_cached(tmp_path, monkeypatch):
+    path, _ = _rgb_dataset(str(tmp_path), np.random.RandomState(0))
+    first = registry.lookup(path).get('train').check_labels()
+
+    def no_reading(path):
+        raise AssertionError('read ' + path)
+    monkeypatch.setattr(base, 'read_rgb_label', no_reading)
+    np.testing.assert_array_equal(
+        registry.lookup(path).get('train').check_labels(), first)
+
+
+def test_a_colour_of_no_class_is_named_with_its_pixels(tmp_path):
+    rng = np.random.RandomState(1)
+    path, expected = _rgb_dataset(str(tmp_path), rng, ignore=False)
+    ds = registry.lookup(path).get('train')
+    label_path = ds.label_paths[1]
+    rgb = np.asarray(Image.open(label_path)).copy()
+    rgb[0, :3] = (7, 8, 9)
+    rgb[1, :1] = (250, 1, 1)
+    Image.fromarray(rgb).save(label_path)
+    for check in (ds.check_labels, lambda: ds[1]):
+        with pytest.raises(UserError) as e:
+            check()
+        text = str(e.value)
+        assert text.startswith('label image {} holds the colours '
+                               '[7, 8, 9] (3 pixels), [250, 1, 1] (1 pixels)'
+                               .format(label_path)), text
+        assert '\n' not in text and path in text
+
+
+@pytest.mark.parametrize('case', ('transparent', '16-bit', 'grey and alpha',
+                                  'float'))
+def test_colour_files_that_cannot_be_read_as_colours(case, tmp_path):
+    rng = np.random.RandomState(2)
+    path, _ = _rgb_dataset(str(tmp_path), rng, n_images=1)
+    ds = registry.lookup(path).get('train')
+    label_path = ds.label_paths[0]
+    rgb = np.asarray(Image.open(label_path).convert('RGB'))
+    if case == 'transparent':
+        alpha = np.full(rgb.shape[:2], 255, np.uint8)
+        alpha[0, 0] = 0
+        Image.fromarray(np.dstack([rgb, alpha])).save(label_path)
+        words = 'has 1 pixels that are not opaque'
+    elif case == '16-bit':
+        import cv2
+        cv2.imwrite(label_path, rgb[:, :, ::-1].astype(np.uint16) * 257)
+        words = '16-bit colour channels'
+    elif case == 'grey and alpha':
+        Image.fromarray(np.dstack([rgb[:, :, 0], np.zeros_like(
+            rgb[:, :, 0])])).save(label_path)
+        words = 'not opaque'
+    else:
+        Image.fromarray(rgb[:, :, 0].astype(np.float32)).save(
+            label_path.replace('.png', '.tif'))
+        os.remove(label_path)
+        with open(path) as f:
+            desc = json.load(f)
+        desc['train']['label_extension'] = '.tif'
+        with open(path, 'w') as f:
+            json.dump(desc, f)
+        ds = registry.lookup(path).get('train')
+        label_path = ds.label_paths[0]
+        words = 'not a colour-coded label map'
+    with pytest.raises(UserError) as e:
+        ds.check_labels()
+    assert label_path in str(e.value) and words in str(e.value)
+
+
+def test_an_rgb_label_is_refused_without_label_format(tmp_path):
+    """Without "label_format": "rgb", a colour label map is refused
+    everywhere (read, header check, label check), with the way to read
+    it."""
+    rng = np.random.RandomState(3)
+    path, _ = _rgb_dataset(str(tmp_path), rng, ignore=False)
+    with open(path) as f:
+        desc = json.load(f)
+    for key in ('label_format', 'colors'):
+        desc.pop(key)
+    with open(path, 'w') as f:
+        json.dump(desc, f)
+    ds = registry.lookup(path).get('train')
+    for check in (ds.check_labels, lambda: ds[0],
+                  lambda: loader.check_label_files(ds, [0])):
+        with pytest.raises(UserError) as e:
+            check()
+        assert 'is a RGB image, a colour picture' in str(e.value)
+        assert '"label_format": "rgb"' in str(e.value)
+
+
+RGB_DESCRIPTION_REFUSALS = {
+    'no colors': ({'colors': None}, '"label_format": "rgb" needs "colors"'),
+    'colour twice': ({'colors': [[0, 0, 0], [1, 1, 1], [1, 1, 1],
+                                 [2, 2, 2]]},
+                     "classes 'car' and 'sky' have the same colour"),
+    'label_map': ({'label_map': {'0': 0}}, '"label_map" is for label maps'),
+    'ignore_label': ({'ignore_label': 7}, '"ignore_label" is for label maps'),
+    'ignore colour of a class': ({'ignore_color': [255, 0, 0]},
+                                 'also the colour of class \'car\''),
+    'bad ignore colour': ({'ignore_color': [1, 2]}, '"ignore_color" must be'),
+    'unknown format': ({'label_format': 'RGB'}, '"label_format" must be one'),
+    'ignore colour without rgb': ({'label_format': None},
+                                  '"ignore_color" is for colour-coded'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(RGB_DESCRIPTION_REFUSALS))
+def test_rgb_description_refusals(case, tmp_path):
+    edit, words = RGB_DESCRIPTION_REFUSALS[case]
+    path, _ = _rgb_dataset(str(tmp_path), np.random.RandomState(0),
+                           n_images=1)
+    with open(path) as f:
+        desc = json.load(f)
+    for key, value in edit.items():
+        if value is None:
+            desc.pop(key)
+        else:
+            desc[key] = value
+    with open(path, 'w') as f:
+        json.dump(desc, f)
+    with pytest.raises(UserError) as e:
+        registry.lookup(path)
+    assert words in str(e.value) and path in str(e.value)
+
+
+def test_cvat_masks_read_directly_equal_the_conversion(tmp_path, capsys):
+    """A CVAT export's colour-coded masks, described with "label_format":
+    "rgb", read as the converted dataset's label PNGs."""
+    rng = np.random.RandomState(8)
+    export_dir = str(tmp_path / 'export')
+    made = factory.make_cvat(export_dir, rng)
+    out = str(tmp_path / 'out')
+    assert run(['cvat', export_dir, '--out', out], capsys)[0] == 0
+    direct = os.path.join(export_dir, 'direct.json')
+    with open(direct, 'w', encoding='utf-8') as f:
+        json.dump({'classes': made['names'],
+                   'colors': [list(c) for c in made['colors']],
+                   'label_format': 'rgb',
+                   'train': {'images': 'JPEGImages',
+                             'labels': 'SegmentationClass'}}, f,
+                  ensure_ascii=False)
+    a = registry.lookup(direct).get('train')
+    b = registry.lookup(os.path.join(out, 'dataset.json')).get('train')
+    assert len(a) == len(b) == len(made['labels']['default'])
+    for i in range(len(a)):
+        np.testing.assert_array_equal(a[i][1], b[i][1])
+        np.testing.assert_array_equal(a[i][0], b[i][0])
+
+
+# -- preview ----------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def converted(tmp_path_factory):
+    """A COCO export of 34 images (27 train, 7 val), one category never
+    used, converted."""
+    root = tmp_path_factory.mktemp('converted')
+    rng = np.random.RandomState(11)
+    made = factory.make_coco(str(root / 'export'), rng, n_images=34,
+                             categories=[(1, 'cat'), (2, 'dog'),
+                                         (3, 'unicorn')])
+    data = made['data']
+    data['annotations'] = [a for a in data['annotations']
+                           if a['category_id'] != 3]
+    with open(made['json'], 'w', encoding='utf-8') as f:
+        json.dump(data, f, ensure_ascii=False)
+    out = str(root / 'out')
+    prepare_dataset.main(['coco', '--train', made['json'], '--out', out,
+                          '--val-fraction', '0.2', '--no-progress'])
+    return os.path.join(out, 'dataset.json')
+
+
+def _expected_frequencies(ds):
+    """(n_class + 1,) pixels and images of each class, then ignored, from
+    the label PNGs read by Pillow."""
+    pixels = np.zeros(ds.n_class + 1, dtype=np.int64)
+    images = np.zeros(ds.n_class + 1, dtype=np.int64)
+    for path in ds.label_paths:
+        raw = read_png(path)
+        count = np.bincount(np.where(raw == 255, ds.n_class, raw).ravel(),
+                            minlength=ds.n_class + 1)
+        pixels += count
+        images += count > 0
+    return pixels, images
+
+
+@pytest.mark.parametrize('sheet_images, pages', ((0, 2), (5, 1)))
+def test_preview_writes_the_sheet_and_the_frequencies(
+        converted, sheet_images, pages, tmp_path, capsys):
+    out = str(tmp_path / 'preview')
+    code, text, err = run(['preview', '--dataset', converted, '--out', out,
+                           '--sheet-images', str(sheet_images)], capsys)
+    assert code == 0, err
+    ds = registry.lookup(converted).get('train')
+    assert len(ds) == 27
+    names = (['contact_sheet.png'] if pages == 1 else
+             ['contact_sheet_1.png', 'contact_sheet_2.png'])
+    assert sorted(os.listdir(out)) == sorted(
+        names + ['class_frequencies.csv', 'class_frequencies.png'])
+    for name in names + ['class_frequencies.png']:
+        with Image.open(os.path.join(out, name)) as image:
+            assert image.format == 'PNG' and min(image.size) > 100
+    pixels, images = _expected_frequencies(ds)
+    with open(os.path.join(out, 'class_frequencies.csv'),
+              encoding='utf-8') as f:
+        rows = f.read().splitlines()
+    assert rows[0] == 'class,name,pixels,percent,images'
+    total = pixels.sum()
+    for c, name in enumerate(['background', 'cat', 'dog', 'unicorn',
+                              '(ignored)']):
+        index = c if c < 4 else -1
+        assert rows[c + 1] == '{},{},{},{:.4f},{}'.format(
+            index, name, pixels[c], 100.0 * pixels[c] / total, images[c])
+    assert 'absent from split train: unicorn' in text
+    assert 'split train of {}: 27 images'.format(converted) in text
+
+
+def test_preview_of_the_val_split_and_a_replaced_preview(converted,
+                                                         tmp_path, capsys):
+    out = str(tmp_path / 'preview')
+    code, _, err = run(['preview', '--dataset', converted, '--out', out,
+                        '--sheet-images', '0'], capsys)
+    assert code == 0, err
+    assert 'contact_sheet_2.png' in os.listdir(out)
+    # A new preview replaces the old one whole: no second page left.
+    code, text, err = run(['preview', '--dataset', converted, '--split',
+                           'val', '--out', out], capsys)
+    assert code == 0, err
+    assert 'split val of' in text and '7 images' in text
+    assert sorted(os.listdir(out)) == ['class_frequencies.csv',
+                                       'class_frequencies.png',
+                                       'contact_sheet.png']
+    # Other files in the folder: refused.
+    with open(os.path.join(out, 'notes.txt'), 'w') as f:
+        f.write('mine')
+    code, _, err = run(['preview', '--dataset', converted, '--out', out],
+                       capsys)
+    assert code == 2 and 'holds other files (notes.txt)' in err
+    assert len(os.listdir(out)) == 4
+
+
+def test_preview_stops_at_a_bad_label_and_writes_nothing(tmp_path, capsys):
+    rng = np.random.RandomState(12)
+    path, _ = _rgb_dataset(str(tmp_path / 'data'), rng, n_images=20,
+                           ignore=False)
+    ds = registry.lookup(path).get('train')
+    label_path = ds.label_paths[17]
+    rgb = np.asarray(Image.open(label_path)).copy()
+    rgb[:2, :2] = (3, 3, 3)
+    Image.fromarray(rgb).save(label_path)
+    out = str(tmp_path / 'preview')
+    code, text, err = run(['preview', '--dataset', path, '--out', out],
+                          capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert label_path in lines[0] and '[3, 3, 3] (4 pixels)' in lines[0]
+    assert not os.path.exists(out)
+    assert os.listdir(str(tmp_path)) == ['data']
+
+
+def test_preview_of_a_split_without_labels(tmp_path, capsys):
+    rng = np.random.RandomState(13)
+    path, _ = _rgb_dataset(str(tmp_path / 'data'), rng, n_images=2,
+                           extra={'test': {'images': 'images'}})
+    out = str(tmp_path / 'preview')
+    code, _, err = run(['preview', '--dataset', path, '--split', 'test',
+                        '--out', out], capsys)
+    assert code == 2 and 'has no labels' in err
+    code, _, err = run(['preview', '--dataset', path, '--split', 'nope',
+                        '--out', out], capsys)
+    assert code == 2 and "no 'nope' split" in err
+    assert not os.path.exists(out)
+
+
+# -- from an export to a trained model --------------------------------------
+
+def _env():
+    return dict(os.environ, OMP_NUM_THREADS='1', MPLBACKEND='Agg')
+
+
+def _script(argv, timeout=600):
+    result = subprocess.run([sys.executable] + argv, cwd=ROOT, env=_env(),
+                            timeout=timeout, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.mark.skipif(not os.path.isfile(MPIEXEC),
+                    reason='no mpiexec next to {} (pip install mpich)'.format(
+                        sys.executable))
+def test_from_a_coco_export_to_training_evaluation_and_the_demo(tmp_path):
+    """The whole flow of docs/own-data.md with the scripts: a COCO
+    export, prepare_dataset.py coco, preview, 2-process training, the
+    evaluation's table and the demo's colours, all with the export's
+    class names."""
+    rng = np.random.RandomState(21)
+    made = factory.make_coco(str(tmp_path / 'export'), rng, n_images=6,
+                             categories=[(4, 'cat'), (9, 'dog')],
+                             sizes=(56, 90))
+    data = str(tmp_path / 'pets')
+    _script([os.path.join(ROOT, 'prepare_dataset.py'), 'coco', '--train',
+             made['json'], '--out', data, '--val-fraction', '0.34',
+             '--no-progress'])
+    dataset = os.path.join(data, 'dataset.json')
+    shown = _script([os.path.join(ROOT, 'prepare_dataset.py'), 'preview',
+                     '--dataset', dataset, '--out', str(tmp_path / 'look'),
+                     '--no-progress'])
+    assert 'cat' in shown.stdout and 'dog' in shown.stdout
+    out = str(tmp_path / 'result')
+    cache = str(tmp_path / 'chainer_dataset')
+    result = subprocess.run(
+        [MPIEXEC, '-n', '2', sys.executable,
+         os.path.join(ROOT, 'train_multi.py'), '--dataset', dataset,
+         '--model', 'pspnet_resnet50', '--out', out, '--crop-size', '64',
+         '--batchsize', '1', '--iteration', '3', '--pretrained-model',
+         'none', '--log-interval', '1', '--snapshot-interval', '100',
+         '--val-interval', '0', '--loaderjob', '0', '--no-progress',
+         '--class-weight', 'median'],
+        cwd=ROOT, env=dict(_env(), CHAINER_DATASET_ROOT=cache), timeout=900,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        universal_newlines=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    model = os.path.join(out, 'model_final.npz')
+    with open(os.path.join(out, 'log')) as f:
+        assert all(np.isfinite(e['main/loss']) for e in json.load(f))
+    evaluation = _script([os.path.join(ROOT,
+                                       'eval_semantic_segmentation.py'),
+                          '--dataset', dataset, '--model', 'pspnet_resnet50',
+                          '--pretrained-model', model, '--input-size', '64'])
+    rows = [line.split(':')[0].strip()
+            for line in evaluation.stdout.splitlines() if ':' in line]
+    assert rows[:3] == ['background', 'cat', 'dog']
+    # (The evaluation's --report, when it comes, is checked here too.)
+    image = registry.lookup(dataset).get('val').img_paths[0]
+    prefix = str(tmp_path / 'seg')
+    _script([os.path.join(ROOT, 'demo.py'), '--dataset', dataset, '--model',
+             'pspnet_resnet50', '--pretrained-model', model, '--input-size',
+             '64', '--output', prefix, image])
+    with open(dataset) as f:
+        colors = np.asarray(json.load(f)['colors'])
+    painted = np.asarray(Image.open(prefix + '_color.png').convert('RGB'))
+    label = np.asarray(Image.open(prefix + '_label.png'))
+    np.testing.assert_array_equal(painted, colors[label])

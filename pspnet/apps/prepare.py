@@ -15,6 +15,7 @@ import io
 import math
 import os
 import sys
+import warnings
 
 import cv2
 import numpy as np
@@ -352,16 +353,21 @@ def preview(options, out=None):
     rows = _table(names, counts, total)
     per_page = SHEET_GRID[0] * SHEET_GRID[1]
     pages = [tiles[i:i + per_page] for i in range(0, len(tiles), per_page)]
+    title = spec.name if not spec.name.endswith('.json') else \
+        os.path.basename(os.path.dirname(spec.name))
     created = atomic.make_folders(os.path.dirname(os.path.abspath(
         options.out)))
     try:
-        with atomic.replaced_folder(options.out) as tmp:
+        with atomic.replaced_folder(options.out) as tmp, \
+                warnings.catch_warnings():
+            # Names in scripts the default font lacks are drawn as boxes.
+            warnings.filterwarnings('ignore', 'Glyph .* missing from')
             for p, page in enumerate(pages, 1):
                 name = ('contact_sheet.png' if len(pages) == 1
                         else 'contact_sheet_{}.png'.format(p))
                 visualizations.save_figure(_sheet(
-                    page, names, colors, '{} {}: images {} to {} of {}'
-                    .format(os.path.basename(spec.name), options.split,
+                    page, names, colors, '{}, {}: images {} to {} of {}'
+                    .format(title, options.split,
                             (p - 1) * per_page + 1,
                             (p - 1) * per_page + len(page), len(tiles))),
                     os.path.join(tmp, name), dpi=100)

@@ -86,7 +86,7 @@ def compressed_rle(mask):
 
 def make_coco(root, rng, n_images=4, categories=None, crowd=True,
               name='train', image_dir=None, unicode_names=True,
-              first_id=1):
+              first_id=1, sizes=(24, 80)):
     """A COCO export: ``root/{name}.json`` and the images in
     ``image_dir`` (default beside it), every kind of segmentation.
 
@@ -102,6 +102,7 @@ def make_coco(root, rng, n_images=4, categories=None, crowd=True,
         unicode_names (bool): Some file names beyond ASCII, in a
             subfolder.
         first_id (int): First image id (distinct ids across files).
+        sizes (tuple of ints): Range of the widths and heights.
 
     Returns:
         dict: ``json`` (its path), ``images`` (the folder), ``data`` (the
@@ -111,7 +112,7 @@ def make_coco(root, rng, n_images=4, categories=None, crowd=True,
     categories = categories or [(7, 'cat'), (2, 'dog'), (11, UNICODE_NAMES[1])]
     images, anns = [], []
     for k in range(n_images):
-        size = (int(rng.randint(24, 80)), int(rng.randint(24, 80)))
+        size = (int(rng.randint(*sizes)), int(rng.randint(*sizes)))
         if unicode_names and k % 2:
             file_name = 'sub/{}_{}_{}.jpg'.format(
                 UNICODE_NAMES[k % len(UNICODE_NAMES)], name, k)
