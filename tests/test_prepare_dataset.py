@@ -24,6 +24,7 @@ import prepare_dataset
 from pspnet import atomic
 from pspnet.annotations import coco
 from pspnet.annotations import output
+from pspnet.apps import prepare
 from pspnet.datasets import base
 from pspnet.datasets import registry
 from pspnet.errors import UserError
@@ -202,8 +203,9 @@ def test_coco_smaller_instances_stay_on_top(tmp_path, capsys):
                         'height': 30}], anns,
                       ((1, 'wall'), (2, 'lamp'), (3, 'frame')))
     out = str(tmp_path / 'out')
-    code, _, err = run(['coco', '--train', path, '--out', out], capsys)
+    code, text, err = run(['coco', '--train', path, '--out', out], capsys)
     assert code == 0, err
+    assert 'without annotations' not in text
     got = read_png(os.path.join(out, 'labels', 'train', 'a.png'))
     np.testing.assert_array_equal(got, coco_expected(path)['a.png'])
     assert got[14, 20] == 2  # the lamp, in the frame's hole, over the wall
@@ -467,10 +469,11 @@ def test_labelme_classes_file_fixes_names_and_order(tmp_path, capsys):
     classes_file.write_text('__ignore__\n_background_\nb\nunused\na\n',
                             encoding='utf-8')
     out = str(tmp_path / 'out')
-    code, _, err = run(['labelme', '--train', str(tmp_path / 'train'),
-                        '--classes', str(classes_file), '--out', out,
-                        '--val-fraction', '0.25', '--seed', '3'], capsys)
+    code, text, err = run(['labelme', '--train', str(tmp_path / 'train'),
+                           '--classes', str(classes_file), '--out', out,
+                           '--val-fraction', '0.25', '--seed', '3'], capsys)
     assert code == 0, err
+    assert 'classes without shapes (no pixels): unused\n' in text
     classes = ['_background_', 'b', 'unused', 'a']
     spec = registry.lookup(os.path.join(out, 'dataset.json'))
     assert spec.label_names == tuple(classes)
@@ -1079,8 +1082,12 @@ def converted(tmp_path_factory):
     with open(made['json'], 'w', encoding='utf-8') as f:
         json.dump(data, f, ensure_ascii=False)
     out = str(root / 'out')
-    prepare_dataset.main(['coco', '--train', made['json'], '--out', out,
-                          '--val-fraction', '0.2', '--no-progress'])
+    text = io.StringIO()
+    prepare.prepare(prepare.PrepareOptions(
+        format='coco', train=made['json'], out=out, val_fraction=0.2,
+        show_progress=False), out=text)
+    assert 'classes without annotations (no pixels): unicorn\n' in \
+        text.getvalue()
     return os.path.join(out, 'dataset.json')
 
 
@@ -1256,3 +1263,38 @@ def test_from_a_coco_export_to_training_evaluation_and_the_demo(tmp_path):
     painted = np.asarray(Image.open(prefix + '_color.png').convert('RGB'))
     label = np.asarray(Image.open(prefix + '_label.png'))
     np.testing.assert_array_equal(painted, colors[label])
+
+
+@pytest.mark.parametrize('n_class', (255, 256, 300))
+def test_beyond_255_classes_labels_are_16_bit(n_class, tmp_path, capsys):
+    """Up to 255 classes: 8-bit label PNGs, 255 ignored; beyond: 16-bit,
+    65535 ignored."""
+    folder = tmp_path / 'train'
+    folder.mkdir()
+    rng = np.random.RandomState(n_class)
+    factory.write_image(str(folder / 'x.png'), (20, 10), rng)
+    names = ['background'] + ['c{}'.format(i) for i in range(1, n_class)]
+    (tmp_path / 'labels.txt').write_text('\n'.join(names))
+    shapes = [{'label': names[-1], 'points': [[0, 0], [9, 9]],
+               'shape_type': 'rectangle'},
+              {'label': '__ignore__', 'points': [[12, 0], [15, 5]],
+               'shape_type': 'rectangle'}]
+    with open(str(folder / 'x.json'), 'w') as f:
+        json.dump({'shapes': shapes, 'imagePath': 'x.png',
+                   'imageData': None}, f)
+    out = str(tmp_path / 'out')
+    code, _, err = run(['labelme', '--train', str(folder), '--classes',
+                        str(tmp_path / 'labels.txt'), '--out', out], capsys)
+    assert code == 0, err
+    ignore = output.ignore_label(n_class)
+    assert ignore == (255 if n_class <= 255 else 65535)
+    with open(os.path.join(out, 'dataset.json')) as f:
+        assert json.load(f)['ignore_label'] == ignore
+    path = os.path.join(out, 'labels', 'train', 'x.png')
+    raw = read_png(path)
+    assert raw[5, 5] == n_class - 1 and raw[2, 13] == ignore
+    assert raw[0, 19] == 0
+    assert Image.open(path).mode == ('L' if n_class <= 255 else 'I;16')
+    label = registry.lookup(os.path.join(out, 'dataset.json')).get(
+        'train')[0][1]
+    assert label[5, 5] == n_class - 1 and label[2, 13] == -1

@@ -308,6 +308,7 @@ def read_coco(files, images_dirs=None, crowd='ignore'):
     class_of = {cid: names.index(name) for cid, name in categories}
     splits = {}
     notes = []
+    shapes_of = {}
     for split, path in files.items():
         data = loaded[split]
         folder = (images_dirs or {}).get(split) or os.path.dirname(
@@ -324,6 +325,7 @@ def read_coco(files, images_dirs=None, crowd='ignore'):
             shapes, crowds = None, 0
         else:
             shapes, crowds = reader.annotations(data, images, crowd)
+            shapes_of[split] = shapes
         items = []
         for image_id, (name, size, image_path) in images.items():
             stem, ext = os.path.splitext(name)
@@ -342,6 +344,12 @@ def read_coco(files, images_dirs=None, crowd='ignore'):
             if empty:
                 notes.append('{}: {} image(s) without annotations, all '
                              'background'.format(path, empty))
+    used = {value for found in shapes_of.values() for image in found.values()
+            for _, _, value in image}
+    unused = [name for i, name in enumerate(names) if i and i not in used]
+    if unused and shapes_of:
+        notes.append('classes without annotations (no pixels): {}'.format(
+            ', '.join(unused)))
     result = export.Export(
         kind='COCO', classes=tuple(names),
         colors=tuple(tuple(int(c) for c in rgb)

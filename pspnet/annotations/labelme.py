@@ -4,9 +4,9 @@ them (``labelme.utils.shapes_to_label``).
 Each JSON file describes one image (``imagePath``, relative to the JSON
 file's folder, or the image itself in ``imageData``, base64, which
 labelme reads first) and its ``shapes``. Polygons, rectangles (two
-corners) and circles (the centre and a point on the circle) are drawn
-with Pillow's ``ImageDraw`` as labelme draws them (filled, outline
-included), masks (``shape_type`` ``"mask"``: a base64 PNG over the box
+corners), oriented rectangles (four) and circles (the centre and a point
+on the circle) are drawn with Pillow's ``ImageDraw`` as labelme draws
+them (filled, outline included), masks (``shape_type`` ``"mask"``: a base64 PNG over the box
 of its two points) as labelme places them; shapes are drawn in the order
 of the file, a later one over an earlier one (labelme has no holes).
 Lines, line strips and points cover no area: they are skipped and
@@ -41,7 +41,7 @@ BACKGROUNDS = ('_background_', 'background')
 #: The name of class 0 when no classes file names it.
 BACKGROUND = 'background'
 #: Shape types drawn, and those skipped (no area).
-DRAWN = ('polygon', 'rectangle', 'circle', 'mask')
+DRAWN = ('polygon', 'rectangle', 'circle', 'oriented_rectangle', 'mask')
 SKIPPED = ('line', 'linestrip', 'point', 'points')
 
 
@@ -124,7 +124,8 @@ def _shape(shape, size, where):
                        for p in points)):
         raise UserError('{}: "points" must be a list of [x, y] numbers; '
                         'save the file again with labelme'.format(where))
-    need = {'polygon': 3, 'rectangle': 2, 'circle': 2, 'mask': 2}[kind]
+    need = {'polygon': 3, 'rectangle': 2, 'circle': 2,
+            'oriented_rectangle': 4, 'mask': 2}[kind]
     if (len(points) < need if kind == 'polygon' else len(points) != need):
         raise UserError('{}: a {} needs {}{} points, not {}; draw it again '
                         'or remove it'.format(where, kind, 'at least '
@@ -154,8 +155,8 @@ def shape_mask(size, kind, xy, mask=None):
 
     Args:
         size (tuple of ints): (width, height) of the image.
-        kind (str): ``'polygon'``, ``'rectangle'``, ``'circle'`` or
-            ``'mask'``.
+        kind (str): ``'polygon'``, ``'rectangle'``, ``'circle'``,
+            ``'oriented_rectangle'`` (four corners) or ``'mask'``.
         xy (numpy.ndarray): (N, 2) float64 points.
         mask (numpy.ndarray or None): (h, w) bool mask of a mask shape.
 
@@ -181,7 +182,7 @@ def shape_mask(size, kind, xy, mask=None):
         (x0, y0), (x1, y1) = points
         draw.rectangle([(min(x0, x1), min(y0, y1)),
                         (max(x0, x1), max(y0, y1))], outline=1, fill=1)
-    else:
+    else:  # polygons, oriented rectangles
         draw.polygon(points, outline=1, fill=1)
     return np.asarray(canvas).astype(bool)
 
@@ -317,6 +318,12 @@ def read_labelme(folders, classes=None):
         splits[split] = items
     notes = ['{} {} shape(s) skipped (no area)'.format(count, kind)
              for kind, count in sorted(skipped.items())]
+    used = {value_of[shape[3]] for split in files.values() for f in split
+            for shape in f.shapes}
+    unused = [name for i, name in enumerate(classes) if i and i not in used]
+    if unused:
+        notes.append('classes without shapes (no pixels): {}'.format(
+            ', '.join(unused)))
     result = export.Export(
         kind='labelme', classes=tuple(classes),
         colors=tuple(tuple(int(c) for c in rgb)
