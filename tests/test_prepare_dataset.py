@@ -713,13 +713,20 @@ def _cvat_case(tmp_path, case):
     elif case == 'no subsets':
         shutil.rmtree(os.path.join(export_dir, 'ImageSets'))
         words = ['no ImageSets/Segmentation']
+    elif case == 'val fraction without train':
+        sets = os.path.join(export_dir, 'ImageSets', 'Segmentation')
+        os.rename(os.path.join(sets, 'default.txt'),
+                  os.path.join(sets, 'test.txt'))
+        return (['cvat', export_dir, '--out', str(tmp_path / 'out'),
+                 '--val-fraction', '0.5'], ['no train split'])
     return ['cvat', export_dir, '--out', str(tmp_path / 'out')], words
 
 
 CVAT_REFUSALS = ('colour of no label', 'no labelmap',
                  'labelmap without colour', 'labelmap colour twice',
                  'unknown subset', 'missing label map',
-                 'label map of another size', 'grey label map', 'no subsets')
+                 'label map of another size', 'grey label map', 'no subsets',
+                 'val fraction without train')
 
 
 @pytest.mark.parametrize('case', CVAT_REFUSALS)

@@ -41,9 +41,10 @@ class Item(object):
         size (tuple of ints): (width, height) of the image as displayed.
         source (str): The export file that describes it (for messages).
         image_path (str or None): The image file to copy, or None when
-            the image is ``image_data``.
-        image_data (bytes or None): The image file's bytes (an image
-            embedded in the export).
+            the image is embedded in the export.
+        image_bytes (callable or None): ``image_bytes()`` reads the
+            bytes of an image file embedded in the export (read again when
+            written, so that the images are not all held in memory).
         render (callable or None): ``render()`` draws the label map: an
             (H, W) int32 array of class ids in [0, n_class), -1 for
             ignored pixels (H, W the image's displayed size); None for an
@@ -55,7 +56,7 @@ class Item(object):
     size: tuple
     source: str
     image_path: str = None
-    image_data: bytes = None
+    image_bytes: object = None
     render: object = None
 
 

@@ -203,11 +203,12 @@ class _File(object):
         self.path = path
         self.name = name
         data = _load(path)
-        self.image_path = self.image_data = None
+        self.image_path = self.image_bytes = None
         if data.get('imageData'):
-            self.image_data = _decode(data['imageData'], path, 'imageData')
-            self.ext, self.size = export.embedded_image(self.image_data, path)
-            shown = path + ' (embedded image)'
+            self.ext, self.size = export.embedded_image(
+                _decode(data['imageData'], path, 'imageData'), path)
+            self.image_bytes = lambda: _decode(_load(path)['imageData'], path,
+                                               'imageData')
         else:
             rel = data.get('imagePath')
             if not isinstance(rel, str) or not rel.strip():
@@ -222,11 +223,11 @@ class _File(object):
                 'or save the file with its image data')
             self.image_path, self.size = image_path, header.size
             self.ext = os.path.splitext(image_path)[1]
-            shown = image_path
         declared = (data.get('imageWidth'), data.get('imageHeight'))
         if all(isinstance(v, int) for v in declared):
             if self.image_path is not None:
-                export.check_size(path, declared, header, shown)
+                export.check_size(path, declared, header,
+                                  self.image_path)
             elif tuple(declared) != tuple(self.size):
                 raise UserError('{}: imageWidth and imageHeight say {}x{} '
                                 'but the embedded image is {}x{}; save the '
@@ -313,7 +314,7 @@ def read_labelme(folders, classes=None):
                 skipped[kind] = skipped.get(kind, 0) + count
             items.append(export.Item(
                 name=f.name, ext=f.ext, size=f.size, source=f.path,
-                image_path=f.image_path, image_data=f.image_data,
+                image_path=f.image_path, image_bytes=f.image_bytes,
                 render=_renderer(f.size, shapes)))
         splits[split] = items
     notes = ['{} {} shape(s) skipped (no area)'.format(count, kind)

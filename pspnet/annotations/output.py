@@ -45,6 +45,9 @@ def split_validation(export, fraction, seed):
     if 'val' in export.splits:
         raise UserError('the export has a val split already; leave out '
                         '--val-fraction')
+    if 'train' not in export.splits:
+        raise UserError('the export has no train split to draw a val split '
+                        'from; leave out --val-fraction')
     train = export.splits['train']
     n_val = int(round(fraction * len(train)))
     if not 0 < n_val < len(train):
@@ -107,9 +110,10 @@ def check_output(out, force, inputs, searched=()):
 
 
 def _place_image(item, target, link):
-    if item.image_data is not None:
+    if item.image_bytes is not None:
+        data = item.image_bytes()
         with open(target, 'wb') as f:
-            f.write(item.image_data)
+            f.write(data)
         return
     if link:
         try:
