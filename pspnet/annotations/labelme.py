@@ -6,9 +6,10 @@ file's folder, or the image itself in ``imageData``, base64, which
 labelme reads first) and its ``shapes``. Polygons, rectangles (two
 corners), oriented rectangles (four) and circles (the centre and a point
 on the circle) are drawn with Pillow's ``ImageDraw`` as labelme draws
-them (filled, outline included), masks (``shape_type`` ``"mask"``: a base64 PNG over the box
-of its two points) as labelme places them; shapes are drawn in the order
-of the file, a later one over an earlier one (labelme has no holes).
+them (filled, outline included), masks (``shape_type`` ``"mask"``: a
+base64 PNG over the box of its two points) as labelme places them;
+shapes are drawn in the order of the file, a later one over an earlier
+one (labelme has no holes).
 Lines, line strips and points cover no area: they are skipped and
 counted.
 

@@ -178,7 +178,8 @@ def random_shape(rng, size, label, kind):
                       float(np.clip(c[1] + rng.uniform(-15, 15), 0,
                                     height))]]
     elif kind == 'mask':
-        x1, y1 = int(rng.randint(0, width - 3)), int(rng.randint(0, height - 3))
+        x1 = int(rng.randint(0, width - 3))
+        y1 = int(rng.randint(0, height - 3))
         x2 = int(rng.randint(x1 + 1, width))
         y2 = int(rng.randint(y1 + 1, height))
         mask = rng.rand(y2 - y1 + 1, x2 - x1 + 1) < 0.6
