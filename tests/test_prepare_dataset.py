@@ -1305,3 +1305,38 @@ def test_beyond_255_classes_labels_are_16_bit(n_class, tmp_path, capsys):
     label = registry.lookup(os.path.join(out, 'dataset.json')).get(
         'train')[0][1]
     assert label[5, 5] == n_class - 1 and label[2, 13] == -1
+
+
+@pytest.mark.parametrize('orientation', (6, 8))
+def test_photos_turned_by_their_exif_orientation(orientation, tmp_path,
+                                                 capsys):
+    """Shapes drawn on a photo as displayed (its EXIF orientation applied,
+    as labelme and most tools show it) become a label map of the
+    displayed size; an export that gives the stored size is refused in
+    words that say so."""
+    from tests.helpers import dataset_factory
+    rng = np.random.RandomState(orientation)
+    displayed = rng.randint(0, 256, (30, 50, 3)).astype(np.uint8)  # 50x30
+    dataset_factory.write_oriented(str(tmp_path / 'export' / 'photo.jpg'),
+                                   displayed, orientation)
+    image = {'id': 1, 'file_name': 'photo.jpg', 'width': 50, 'height': 30}
+    ann = {'id': 1, 'image_id': 1, 'category_id': 1, 'iscrowd': 0,
+           'segmentation': _square(40, 2, 48, 28)}
+    path = _coco_file(str(tmp_path / 'export' / 'train.json'), [image],
+                      [ann])
+    out = str(tmp_path / 'out')
+    code, _, err = run(['coco', '--train', path, '--out', out], capsys)
+    assert code == 0, err
+    got = read_png(os.path.join(out, 'labels', 'train', 'photo.png'))
+    assert got.shape == (30, 50) and got[15, 44] == 1 and got[15, 5] == 0
+    ds = registry.lookup(os.path.join(out, 'dataset.json')).get('train')
+    img, label = ds[0]
+    assert img.shape == (3, 30, 50) and label[15, 44] == 1
+    # The stored size (30x50): the shapes were drawn on the picture
+    # without its orientation.
+    image.update(width=30, height=50)
+    ann['segmentation'] = _square(2, 2, 28, 10)
+    _coco_file(path, [image], [ann])
+    refused(['coco', '--train', path, '--out', out + '2'], capsys,
+            'as 30x50, its stored size', 'EXIF orientation {}'.format(
+                orientation))

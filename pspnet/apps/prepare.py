@@ -327,50 +327,58 @@ def preview(options, out=None):
     colors = np.asarray(spec.label_colors, dtype=np.uint8).reshape(-1, 3)
     n = len(dataset)
     k = n if options.sheet_images == 0 else min(options.sheet_images, n)
-    sampled = set(np.unique(np.linspace(0, n - 1, k).round().astype(int))
-                  .tolist())
+    sampled = np.unique(np.linspace(0, n - 1, k).round().astype(int))
+    per_page = SHEET_GRID[0] * SHEET_GRID[1]
+    n_pages = int(math.ceil(len(sampled) / per_page))
+    sampled = set(sampled.tolist())
+    title = spec.name if not spec.name.endswith('.json') else \
+        os.path.basename(os.path.dirname(spec.name))
     counts = np.zeros((n, dataset.n_class + 1), dtype=np.int64)
-    tiles = []
+    created = atomic.make_folders(os.path.dirname(os.path.abspath(
+        options.out)))
     bar = progress.bar(total=n, unit='image', desc='checking',
                        disable=not options.show_progress)
     try:
-        chunk = 16
-        for start in range(0, n, chunk):
-            indices = list(range(start, min(start + chunk, n)))
-            loader.check_label_files(dataset, indices)
-            counts[indices] = _count(dataset, indices)
-            for i in indices:
-                if i in sampled:
+        # Filled beside the folder and renamed over it at the end: a
+        # refused label leaves nothing. Pages are drawn as they fill.
+        with atomic.replaced_folder(options.out) as tmp, \
+                warnings.catch_warnings():
+            # Names in scripts the default font lacks are drawn as boxes.
+            warnings.filterwarnings('ignore', 'Glyph .* missing from')
+            tiles, page = [], 0
+
+            def draw_page():
+                first = page * per_page + 1
+                visualizations.save_figure(_sheet(
+                    tiles, names, colors, '{}, {}: images {} to {} of {}'
+                    .format(title, options.split, first,
+                            first + len(tiles) - 1, len(sampled))),
+                    os.path.join(tmp, 'contact_sheet.png' if n_pages == 1
+                                 else 'contact_sheet_{}.png'.format(
+                                     page + 1)), dpi=100)
+
+            chunk = 16
+            for start in range(0, n, chunk):
+                indices = list(range(start, min(start + chunk, n)))
+                loader.check_label_files(dataset, indices)
+                counts[indices] = _count(dataset, indices)
+                for i in indices:
+                    if i not in sampled:
+                        continue
                     img, label = _thumbnail(*dataset.get_example(i))
                     caption = os.path.basename(dataset.img_paths[i]) \
                         if hasattr(dataset, 'img_paths') else str(i)
                     tiles.append((visualizations.overlay_label(
                         img, label, colors), label, caption))
-            bar.update(len(indices))
-    finally:
-        bar.close()
-    total = int(counts.sum())
-    rows = _table(names, counts, total)
-    per_page = SHEET_GRID[0] * SHEET_GRID[1]
-    pages = [tiles[i:i + per_page] for i in range(0, len(tiles), per_page)]
-    title = spec.name if not spec.name.endswith('.json') else \
-        os.path.basename(os.path.dirname(spec.name))
-    created = atomic.make_folders(os.path.dirname(os.path.abspath(
-        options.out)))
-    try:
-        with atomic.replaced_folder(options.out) as tmp, \
-                warnings.catch_warnings():
-            # Names in scripts the default font lacks are drawn as boxes.
-            warnings.filterwarnings('ignore', 'Glyph .* missing from')
-            for p, page in enumerate(pages, 1):
-                name = ('contact_sheet.png' if len(pages) == 1
-                        else 'contact_sheet_{}.png'.format(p))
-                visualizations.save_figure(_sheet(
-                    page, names, colors, '{}, {}: images {} to {} of {}'
-                    .format(title, options.split,
-                            (p - 1) * per_page + 1,
-                            (p - 1) * per_page + len(page), len(tiles))),
-                    os.path.join(tmp, name), dpi=100)
+                    if len(tiles) == per_page:
+                        draw_page()
+                        tiles, page = [], page + 1
+                bar.update(len(indices))
+            if tiles:
+                draw_page()
+            bar.close()
+            total = int(counts.sum())
+            rows = _table(names, counts, total)
             visualizations.save_figure(_frequency_chart(
                 names, colors, counts[:, :-1].sum(axis=0), total,
                 options.split), os.path.join(tmp, 'class_frequencies.png'),
@@ -386,6 +394,8 @@ def preview(options, out=None):
     except BaseException:
         atomic.remove_created(folders=created)
         raise
+    finally:
+        bar.close()
     width = max(len(r[1]) for r in rows)
     print('split {} of {}: {} images, {} pixels'.format(
         options.split, spec.name, n, total), file=out)
@@ -399,4 +409,4 @@ def preview(options, out=None):
         print('absent from split {}: {}'.format(options.split,
                                                  ', '.join(absent)), file=out)
     print('wrote {} ({} contact sheet page(s), class_frequencies.png, '
-          'class_frequencies.csv)'.format(options.out, len(pages)), file=out)
+          'class_frequencies.csv)'.format(options.out, n_pages), file=out)
