@@ -65,6 +65,18 @@ def non_negative_float(text):
     return value
 
 
+def fraction(text):
+    """A number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float('nan')
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(
+            'expected a fraction between 0 and 1, got {!r}'.format(text))
+    return value
+
+
 def input_size(text):
     """A network input or crop size: an integer of at least
     :data:`~pspnet.datasets.spec.MIN_INPUT_SIZE` (the presets use 713 and

@@ -33,6 +33,7 @@ SCRIPT_PAGES = {
     'train_multi.py': 'docs/training.md',
     'caffe2npz.py': 'docs/caffe.md',
     'export_onnx.py': 'docs/onnx.md',
+    'prepare_dataset.py': 'docs/own-data.md',
 }
 README_MAX_LINES = 250
 #: The first screen of README.md: setup, extras, demo and test commands.
@@ -184,12 +185,25 @@ def help_options(help_text):
     return options
 
 
-def run_help(script):
-    result = subprocess.run([sys.executable, script, '--help'], cwd=ROOT,
+def subcommands(help_text):
+    """The subcommands of an argparse ``--help`` text whose usage line
+    ends in ``{a,b,c} ...``, or []."""
+    m = re.search(r'^usage:[^\n]*\{([\w,-]+)\} \.\.\.', help_text, re.M)
+    return m.group(1).split(',') if m else []
+
+
+def run_help(script, *command):
+    """The options of a script's ``--help``, with those of each of its
+    subcommands' (``prepare_dataset.py coco --help``, ...)."""
+    result = subprocess.run([sys.executable, script] + list(command)
+                            + ['--help'], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             universal_newlines=True, timeout=300)
     assert result.returncode == 0, (script, result.stderr[-2000:])
-    return help_options(result.stdout)
+    options = help_options(result.stdout)
+    for sub in ([] if command else subcommands(result.stdout)):
+        options |= run_help(script, sub)
+    return options
 
 
 def source_options(path):
@@ -736,6 +750,13 @@ def test_help_options_reads_the_option_list():
             '  --models MODELS [MODELS ...]\n')
     assert help_options(text) == {'-h', '--help', '--gpu', '-g',
                                   '--pretrained-model', '--models'}
+
+
+def test_subcommands_are_read_from_the_usage():
+    assert subcommands('usage: p.py [-h] [--version] {coco,labelme,cvat} '
+                       '...\n\npositional arguments:\n') == [
+                           'coco', 'labelme', 'cvat']
+    assert subcommands('usage: x.py [-h] [--gpu N] {a,b}\n') == []
 
 
 def test_anchor_follows_github():

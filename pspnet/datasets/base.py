@@ -47,16 +47,23 @@ _COLOUR_MODES = ('RGB', 'RGBA', 'RGBX', 'RGBa', 'CMYK', 'YCbCr', 'LAB',
                  'HSV')
 
 
-def label_mode_problem(path, mode):
+#: What to do about a colour label file of a dataset that reads stored
+#: values (the description's ``"label_format": "rgb"`` is the other way).
+COLOUR_LABEL_FIX = ('save the class ids as a single-channel (greyscale) '
+                    'PNG, or as a palette PNG whose indices are the class '
+                    'ids')
+
+
+def label_mode_problem(path, mode, colour_fix=COLOUR_LABEL_FIX):
     """Why a label file of PIL ``mode`` cannot be read as class ids (one
     line, naming the file and what to do), or None when it can: 1-bit,
-    grey (2 to 16 bits, 32-bit integers) and palette images."""
+    grey (2 to 16 bits, 32-bit integers) and palette images.
+    ``colour_fix`` says what to do about a colour file."""
     if mode in LABEL_MODES:
         return None
     if mode in _COLOUR_MODES:
         what = ('a colour picture, whose colours are not read as classes; '
-                'save the class ids as a single-channel (greyscale) PNG, '
-                'or as a palette PNG whose indices are the class ids')
+                + colour_fix)
     elif mode in ('LA', 'La', 'PA'):
         what = ('with an alpha (transparency) channel; save it without '
                 'alpha, as a single-channel (greyscale) or palette PNG of '
@@ -115,7 +122,7 @@ def check_label_size(label_path, label_size, img_path, img_size, fix):
             img_size[0], img_size[1], fix))
 
 
-def read_label_image(path):
+def read_label_image(path, colour_fix=COLOUR_LABEL_FIX):
     """Read a label map: its stored values, as displayed.
 
     Palette images give their palette indices, not their colours; 1-bit
@@ -126,6 +133,7 @@ def read_label_image(path):
 
     Args:
         path (str): Label image file.
+        colour_fix (str): What to do about a colour file, for the message.
 
     Returns:
         numpy.ndarray: (H, W) int32 raw values (0 to 255 for 8-bit files).
@@ -140,7 +148,7 @@ def read_label_image(path):
         # orientations 5 to 8) in place.
         with open(path, 'rb') as data, Image.open(io.BytesIO(
                 data.read())) as f:
-            problem = label_mode_problem(path, f.mode)
+            problem = label_mode_problem(path, f.mode, colour_fix)
             if problem is None:
                 orientation = image_io.pending_orientation(f)
                 step = _grey_step(f)
@@ -156,18 +164,168 @@ def read_label_image(path):
     return image_io.apply_orientation(raw, orientation)
 
 
+#: PIL modes of colour-coded label files: colour (RGB; RGBA when every
+#: pixel is opaque), palette (their colours) and grey (grey colours).
+RGB_LABEL_MODES = ('RGB', 'RGBA', 'RGBX', 'P', 'PA', 'L', 'LA', '1')
+
+
+def rgb_label_mode_problem(path, mode):
+    """Why a label file of PIL ``mode`` cannot be read as colours (one
+    line), or None when it can (:data:`RGB_LABEL_MODES`)."""
+    if mode in RGB_LABEL_MODES:
+        return None
+    return ('label image {} is a {} image, not a colour-coded label map; '
+            'save it as an 8-bit RGB PNG painted in the "colors" of the '
+            'dataset file'.format(path, mode))
+
+
+def pack_colors(colors):
+    """(..., 3) RGB values in [0, 255] -> (...) int32 ``0xRRGGBB``."""
+    rgb = np.asarray(colors, dtype=np.int32)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def unpack_color(packed):
+    """``0xRRGGBB`` -> [R, G, B] (a list of ints)."""
+    packed = int(packed)
+    return [(packed >> 16) & 255, (packed >> 8) & 255, packed & 255]
+
+
+def read_rgb_label(path):
+    """Read a colour-coded label map: its colours, as displayed.
+
+    RGB files give their colours, palette files the colours of their
+    indices, grey files grey colours (v, v, v); pixels that are not fully
+    opaque (an alpha channel, a transparent palette entry) are refused, as
+    their colour names no class. An EXIF orientation is applied.
+
+    Args:
+        path (str): Label image file (8-bit channels).
+
+    Returns:
+        numpy.ndarray: (H, W) int32 colours packed as ``0xRRGGBB``
+        (:func:`pack_colors`).
+
+    Raises:
+        UserError: The file is missing, corrupt, of another mode, 16-bit,
+        or has transparent pixels.
+    """
+    problem = None
+    try:
+        with open(path, 'rb') as data, Image.open(io.BytesIO(
+                data.read())) as f:
+            problem = rgb_label_mode_problem(path, f.mode)
+            if problem is None and any(';16' in r for r in _rawmodes(f)):
+                # Pillow keeps the high byte of 16-bit colours.
+                problem = ('label image {} has 16-bit colour channels; save '
+                           'it as an 8-bit RGB PNG painted in the "colors" '
+                           'of the dataset file'.format(path))
+            if problem is None:
+                orientation = image_io.pending_orientation(f)
+                rgba = np.asarray(f.convert('RGBA'))
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UserError('cannot read label image {}: missing or corrupt '
+                        '({}); restore the file'.format(path, e))
+    if problem is not None:
+        raise UserError(problem)
+    transparent = int(np.count_nonzero(rgba[:, :, 3] != 255))
+    if transparent:
+        raise UserError(
+            'label image {} has {} pixels that are not opaque, whose colour '
+            'is no class; save it without transparency (alpha)'.format(
+                path, transparent))
+    packed = pack_colors(rgba[:, :, :3])
+    return image_io.apply_orientation(packed, orientation)
+
+
+class ColorTable(object):
+    """The classes of colours: each class's colour and the ignored ones.
+
+    Args:
+        colors (sequence): n_class distinct [R, G, B] colours, class i's
+            at i.
+        ignore_colors (sequence): [R, G, B] colours of ignored pixels.
+    """
+
+    def __init__(self, colors, ignore_colors=()):
+        self.n_class = len(colors)
+        keys = np.concatenate([
+            pack_colors(np.asarray(colors).reshape(-1, 3)),
+            pack_colors(np.asarray(ignore_colors, dtype=np.int32)
+                        .reshape(-1, 3))]).astype(np.int32)
+        values = np.concatenate([
+            np.arange(self.n_class), np.full(len(keys) - self.n_class, -1)])
+        order = np.argsort(keys, kind='stable')
+        self._keys = keys[order]
+        self._values = values[order].astype(np.int32)
+        if len(np.unique(self._keys)) != len(self._keys):
+            raise ValueError('the colours must be distinct')
+
+    def convert(self, packed):
+        """(H, W) packed colours -> (H, W) int32 class ids, -1 for the
+        ignored colours, ``n_class`` for colours of no class."""
+        packed = np.asarray(packed)
+        index = np.searchsorted(self._keys, packed)
+        index = np.minimum(index, len(self._keys) - 1)
+        found = self._keys[index] == packed
+        return np.where(found, self._values[index],
+                        self.n_class).astype(np.int32)
+
+
+def check_rgb_label(label, packed, n_class, path, allowed, fix):
+    """Refuse a colour-coded label map with colours that are neither a
+    class's nor ignored, naming the file, the colours and their pixel
+    counts (most pixels first).
+
+    Args:
+        label (numpy.ndarray): (H, W) int32 converted ids
+            (:meth:`ColorTable.convert`).
+        packed (numpy.ndarray): (H, W) the colours of the file, packed.
+        n_class (int): Number of classes.
+        path (str): The label file.
+        allowed (str): The colours the file may hold, for the message.
+        fix (str): What to do.
+
+    Raises:
+        UserError: Some pixel's colour is no class's.
+    """
+    bad = label >= n_class
+    if not bad.any():
+        return
+    colours, counts = np.unique(packed[bad], return_counts=True)
+    order = np.argsort(-counts, kind='stable')
+    named = ', '.join('{} ({} pixels)'.format(unpack_color(colours[i]),
+                                               int(counts[i]))
+                      for i in order[:5])
+    raise UserError(
+        'label image {} holds the colour{} {}{}, which {} no class colour '
+        'nor ignored in this dataset (it may hold {}); {}'.format(
+            path, '' if len(colours) == 1 else 's', named,
+            ', ...' if len(colours) > 5 else '',
+            'is' if len(colours) == 1 else 'are', allowed, fix))
+
+
+def _rawmodes(image):
+    """The raw modes of the tiles of an image opened by Pillow (how its
+    samples are stored: ``'L;2'``, ``'RGB;16B'``, ...)."""
+    modes = []
+    for tile in image.tile:
+        args = tile[3] if len(tile) > 3 else None
+        rawmode = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(rawmode, str):
+            modes.append(rawmode)
+    return modes
+
+
 def _grey_step(image):
     """The factor by which Pillow expanded the grey samples of ``image``
     (85 for 2 bits, 17 for 4 bits), 1 for other images."""
     if image.mode != 'L':
         return 1
-    for tile in image.tile:
-        args = tile[3] if len(tile) > 3 else None
-        rawmode = args[0] if isinstance(args, tuple) and args else args
-        if isinstance(rawmode, str):
-            for prefix, step in _EXPANDED_GREY:
-                if rawmode.startswith(prefix):
-                    return step
+    for rawmode in _rawmodes(image):
+        for prefix, step in _EXPANDED_GREY:
+            if rawmode.startswith(prefix):
+                return step
     return 1
 
 

@@ -11,6 +11,7 @@ file's folder)::
       "colors": [[0, 0, 0], [255, 0, 0], [0, 0, 255]],  # optional RGB
       "ignore_label": 255,                           # optional, default 255
       "label_map": {"0": 0, "7": 1, "9": 2, "4": -1},  # optional
+      "label_format": "index",                       # or "rgb"
       "input_size": 473,                             # optional
       "iterations": 30000,                           # optional
       "train": {"images": "img/train", "labels": "ann/train",
@@ -26,6 +27,10 @@ list file's folder (or to the split's ``root``). Label maps are
 single-channel PNGs (1-, 2-, 4-, 8- or 16-bit grey read as their stored
 values, palette PNGs as their palette indices) of class indices, or of
 the stored values of ``label_map``; ``ignore_label`` pixels are ignored.
+With ``"label_format": "rgb"`` label maps are colour-coded instead: each
+pixel's colour is one of ``colors`` (required then, distinct), or the
+optional ``"ignore_color"``, and names that class (no ``label_map`` nor
+``ignore_label`` then).
 Images and label maps are used as displayed (their EXIF orientation
 applied), so a label map is drawn on its image as displayed. Everything
 else is refused with one line, before any work: see
@@ -61,8 +66,13 @@ DEFAULT_IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif',
 DEFAULT_LABEL_EXTENSION = '.png'
 SPLITS = ('train', 'val', 'test')
 
-_TOP_KEYS = ('classes', 'colors', 'ignore_label', 'label_map', 'input_size',
-             'iterations', 'name') + SPLITS
+#: Values of ``label_format``: label maps of stored values (class ids,
+#: or the keys of ``label_map``), or colour-coded label maps.
+LABEL_FORMATS = ('index', 'rgb')
+
+_TOP_KEYS = ('classes', 'colors', 'ignore_label', 'label_map',
+             'label_format', 'ignore_color', 'input_size', 'iterations',
+             'name') + SPLITS
 _FOLDER_KEYS = ('images', 'labels', 'label_suffix', 'image_extensions',
                 'label_extension')
 _LIST_KEYS = ('list', 'root')
@@ -70,8 +80,8 @@ _LIST_KEYS = ('list', 'root')
 _MAX_STORED = 65535
 # Version of the label reading and checking whose results the cache keeps
 # (2: 1/2/4-bit labels read as their stored values, sizes and pixels as
-# displayed).
-_CHECK_VERSION = 2
+# displayed; 3: the ignored pixels counted too, colour-coded labels).
+_CHECK_VERSION = 3
 
 
 def _is_int(value):
@@ -225,6 +235,53 @@ def _lookup_table(check, desc, n_class, ignore):
         table[stored] = value
     table[ignore] = -1
     return table
+
+
+def _stored_values(desc, n_class, ignore):
+    """The values a label map of stored values may hold, for messages."""
+    if 'label_map' in desc:
+        stored = sorted(int(k) for k in desc['label_map'])
+        return 'the label_map\'s values {}{} and {} to ignore'.format(
+            ', '.join(str(v) for v in stored[:8]),
+            ', ...' if len(stored) > 8 else '', ignore)
+    return '0 to {} for the classes, {} to ignore'.format(n_class - 1,
+                                                          ignore)
+
+
+def _color_table(check, desc):
+    """The :class:`~pspnet.datasets.base.ColorTable` of a description of
+    colour-coded label maps, and its ignore colour (or None)."""
+    for key in ('label_map', 'ignore_label'):
+        if key in desc:
+            check.fail('"{}" is for label maps of stored values, not the '
+                       'colour-coded ones of "label_format": "rgb"'.format(
+                           key), 'remove it (use "ignore_color" for ignored '
+                       'pixels)')
+    if 'colors' not in desc:
+        check.fail('"label_format": "rgb" needs "colors", the colour of '
+                   'each class in the label maps', 'add "colors": [[R, G, '
+                   'B], ...], one per class')
+    colors = [tuple(c) for c in desc['colors']]
+    for i, rgb in enumerate(colors):
+        if rgb in colors[:i]:
+            check.fail('classes {!r} and {!r} have the same colour {} (a '
+                       'colour-coded label map could not tell them apart)'
+                       .format(desc['classes'][colors.index(rgb)],
+                               desc['classes'][i], list(rgb)),
+                       'give each class its own colour')
+    ignore = desc.get('ignore_color')
+    if ignore is not None:
+        if (not isinstance(ignore, list) or len(ignore) != 3
+                or not all(_is_int(c) and 0 <= c <= 255 for c in ignore)):
+            check.fail('"ignore_color" must be [R, G, B] with integers in '
+                       '[0, 255], not {!r}'.format(ignore))
+        if tuple(ignore) in colors:
+            check.fail('"ignore_color" {} is also the colour of class {!r}'
+                       .format(ignore, desc['classes'][colors.index(
+                           tuple(ignore))]), 'give ignored pixels a colour '
+                       'of their own')
+    return (base.ColorTable(colors, [] if ignore is None else [ignore]),
+            ignore)
 
 
 def _folder_pairs(check, split, spec, root):
@@ -386,20 +443,31 @@ class _Description(object):
         self.label_names = _classes(check, desc)
         n_class = len(self.label_names)
         self.label_colors = _colors(check, desc, n_class)
+        self.label_format = desc.get('label_format', 'index')
+        if self.label_format not in LABEL_FORMATS:
+            check.fail('"label_format" must be one of {}, not {!r}'.format(
+                ', '.join('"{}"'.format(f) for f in LABEL_FORMATS),
+                self.label_format))
         self.ignore_label = (check.integer(desc, 'ignore_label', 0,
                                            _MAX_STORED)
                              if 'ignore_label' in desc
                              else DEFAULT_IGNORE_LABEL)
-        self.table = _lookup_table(check, desc, n_class, self.ignore_label)
-        if 'label_map' in desc:
-            stored = sorted(int(k) for k in desc['label_map'])
-            self.label_values = 'the label_map\'s values {}{} and {} to ' \
-                'ignore'.format(', '.join(str(v) for v in stored[:8]),
-                                ', ...' if len(stored) > 8 else '',
-                                self.ignore_label)
+        if self.label_format == 'rgb':
+            self.color_table, self.ignore_color = _color_table(check, desc)
+            self.table = None
+            self.label_values = 'the colours of "colors"{}'.format(
+                '' if self.ignore_color is None else ' and the ignore_color '
+                '{}'.format(self.ignore_color))
         else:
-            self.label_values = '0 to {} for the classes, {} to ignore'.format(
-                n_class - 1, self.ignore_label)
+            if 'ignore_color' in desc:
+                check.fail('"ignore_color" is for colour-coded label maps',
+                           'add "label_format": "rgb", or use '
+                           '"ignore_label"')
+            self.color_table = self.ignore_color = None
+            self.table = _lookup_table(check, desc, n_class,
+                                       self.ignore_label)
+            self.label_values = _stored_values(desc, n_class,
+                                               self.ignore_label)
         self.input_size = (check.integer(desc, 'input_size', MIN_INPUT_SIZE)
                            if 'input_size' in desc else DESCRIPTION_INPUT_SIZE)
         self.iterations = (check.integer(desc, 'iterations', 1)
@@ -428,7 +496,9 @@ class _Description(object):
                        '"test")')
         self.signature = hashlib.sha1(json.dumps(
             [_CHECK_VERSION, self.path, n_class, self.ignore_label,
-             self.table.tolist()]).encode()).hexdigest()[:16]
+             self.label_format, None if self.table is None
+             else self.table.tolist(), self.label_colors, self.ignore_color]
+        ).encode()).hexdigest()[:16]
 
     def pairs(self, split, data_dir):
         if split not in self.splits:
@@ -441,6 +511,12 @@ class _Description(object):
         if 'list' in spec:
             return _list_pairs(self.check, split, spec, root)
         return _folder_pairs(self.check, split, spec, root)
+
+
+# What to do about a colour label file of a described dataset.
+_COLOUR_FIX = (base.COLOUR_LABEL_FIX + ', or set "label_format": "rgb" in '
+               'the dataset file to read colour-coded label maps through '
+               'its "colors"')
 
 
 class DescribedDataset(base.SegmentationDataset):
@@ -478,29 +554,98 @@ class DescribedDataset(base.SegmentationDataset):
         return np.where(inside, table[np.where(inside, raw, 0)],
                         self.n_class).astype(np.int32)
 
-    def _check_one(self, i):
-        """Pixel counts of the i-th label map after checking it."""
-        path = self.label_paths[i]
-        raw = base.read_label_image(path)
+    def label_mode_problem(self, path, mode):
+        """Why a label file of PIL ``mode`` cannot be read as this
+        dataset's label maps (one line), or None (for the header checks
+        before training)."""
+        if self._desc.label_format == 'rgb':
+            return base.rgb_label_mode_problem(path, mode)
+        return base.label_mode_problem(path, mode, _COLOUR_FIX)
+
+    def get_label(self, i):
+        """The ``i``-th label map, (H, W) int32, -1 where ignored."""
+        return self._read_label(self.label_paths[i])
+
+    def _read_label(self, path):
+        if self._desc.label_format == 'rgb':
+            packed = base.read_rgb_label(path)
+            label = self._desc.color_table.convert(packed)
+            base.check_rgb_label(label, packed, self.n_class, path,
+                                 self.label_values, self.fix)
+            return label
+        raw = base.read_label_image(path, _COLOUR_FIX)
         label = self.convert_label(raw)
         base.check_label(label, raw, self.n_class, path, self.label_values,
                          self.fix)
+        return label
+
+    def _check_one(self, i):
+        """Pixel counts of the i-th label map after checking it: one per
+        class, then the ignored pixels."""
+        path = self.label_paths[i]
+        label = self._read_label(path)
         header = base.image_header(self.img_paths[i])
         if header is not None:
             base.check_label_size(path, label.shape[::-1], self.img_paths[i],
                                   header.size, self.fix)
-        return np.bincount(label[label >= 0].ravel(),
-                           minlength=self.n_class).tolist()
+        return np.bincount(label.ravel() + 1,
+                           minlength=self.n_class + 1)[1:].tolist() + [
+                               int(np.count_nonzero(label < 0))]
+
+    def label_counts(self, indices=None, progress=None):
+        """Check the label maps of ``indices`` (default: all) and count
+        the pixels of each class in each.
+
+        The checks and the cache are those of :meth:`check_labels`.
+
+        Args:
+            indices (iterable of int): Items to check.
+            progress (callable or None): Called with no argument after
+                each item.
+
+        Returns:
+            numpy.ndarray: (len(indices), n_class + 1) int64: the pixels
+            of each class in each item, then its ignored pixels; all zero
+            for a split without labels.
+
+        Raises:
+            UserError: The first bad file, naming it and the value.
+        """
+        indices = list(range(len(self)) if indices is None else indices)
+        counts = np.zeros((len(indices), self.n_class + 1), dtype=np.int64)
+        if not self.has_labels:
+            return counts
+        cache_path = _cache_path(self._desc.signature)
+        cache = _read_cache(cache_path)
+        new = {}
+        try:
+            for row, i in enumerate(indices):
+                key = os.path.abspath(self.label_paths[i])
+                stamp = [_stamp(self.label_paths[i]),
+                         _stamp(self.img_paths[i])]
+                entry = cache.get(key)
+                if entry is None or entry[0] != stamp:
+                    entry = [stamp, self._check_one(i)]
+                    new[key] = entry
+                counts[row] = entry[1]
+                if progress is not None:
+                    progress()
+        finally:
+            # What was checked stays checked, also when a later file fails.
+            if new:
+                _write_cache(cache_path, new)
+        return counts
 
     def check_labels(self, indices=None):
         """Check the label maps of ``indices`` (default: all) and count
         their pixels per class.
 
         Every label value must be a class (through ``label_map``) or the
-        ignore_label, and every label map must have its image's size. The
-        result of each file is cached in Chainer's dataset folder
-        (``pfnet/chainercv/label_checks``) under the file's size and
-        modification time, so repeated runs read only changed files.
+        ignore_label (colour-coded label maps: a colour of ``colors`` or
+        the ignore_color), and every label map must have its image's
+        size. The result of each file is cached in Chainer's dataset
+        folder (``pfnet/chainercv/label_checks``) under the file's size
+        and modification time, so repeated runs read only changed files.
 
         Args:
             indices (iterable of int): Items to check.
@@ -513,27 +658,10 @@ class DescribedDataset(base.SegmentationDataset):
         Raises:
             UserError: The first bad file, naming it and the value.
         """
-        if indices is None:
-            indices = range(len(self))
-        totals = np.zeros((2, self.n_class), dtype=np.int64)
-        if not self.has_labels:
-            return totals
-        cache_path = _cache_path(self._desc.signature)
-        cache = _read_cache(cache_path)
-        new = {}
-        for i in indices:
-            key = os.path.abspath(self.label_paths[i])
-            stamp = [_stamp(self.label_paths[i]), _stamp(self.img_paths[i])]
-            entry = cache.get(key)
-            if entry is None or entry[0] != stamp:
-                entry = [stamp, self._check_one(i)]
-                new[key] = entry
-            counts = np.asarray(entry[1], dtype=np.int64)
-            totals[0] += counts
-            totals[1] += np.where(counts > 0, counts.sum(), 0)
-        if new:
-            _write_cache(cache_path, new)
-        return totals
+        counts = self.label_counts(indices)[:, :self.n_class]
+        labelled = counts.sum(axis=1, keepdims=True)
+        return np.stack([counts.sum(axis=0),
+                         np.where(counts > 0, labelled, 0).sum(axis=0)])
 
 
 def _stamp(path):

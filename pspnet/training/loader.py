@@ -188,7 +188,10 @@ def check_label_files(dataset, indices):
         label_header = base.image_header(label_paths[i])
         if img_header is None or label_header is None:
             continue
-        problem = base.label_mode_problem(label_paths[i], label_header.mode)
+        # A described dataset knows its label format (colour-coded ones).
+        problem = getattr(dataset, 'label_mode_problem',
+                          base.label_mode_problem)(label_paths[i],
+                                                   label_header.mode)
         if problem is not None:
             raise UserError(problem + ' (checked before training)')
         base.check_label_size(label_paths[i], label_header.size,
