@@ -57,7 +57,7 @@ def main(argv=None):
     if args.check:
         onnx_export.require_onnxruntime()
     atomic.check_target(args.output, '.onnx file')
-    depth = models.model_class(args.model)._n_layer
+    depth = models.model_class(args.model).n_layer
     if args.input_size is not None:
         memory.check_input_size(depth, args.input_size, path='export')
     try:
