@@ -5,6 +5,7 @@ label maps (``"label_format": "rgb"``); the preview; and one path from a
 COCO export through training under mpiexec, evaluation and the demo."""
 
 import base64
+import csv
 import filecmp
 import io
 import json
@@ -1260,14 +1261,23 @@ def test_from_a_coco_export_to_training_evaluation_and_the_demo(tmp_path):
     model = os.path.join(out, 'model_final.npz')
     with open(os.path.join(out, 'log')) as f:
         assert all(np.isfinite(e['main/loss']) for e in json.load(f))
+    report = str(tmp_path / 'report')
     evaluation = _script([os.path.join(ROOT,
                                        'eval_semantic_segmentation.py'),
                           '--dataset', dataset, '--model', 'pspnet_resnet50',
-                          '--pretrained-model', model, '--input-size', '64'])
+                          '--pretrained-model', model, '--input-size', '64',
+                          '--report', report])
     rows = [line.split(':')[0].strip()
             for line in evaluation.stdout.splitlines() if ':' in line]
     assert rows[:3] == ['background', 'cat', 'dog']
-    # (The evaluation's --report, when it comes, is checked here too.)
+    # The report names the export's classes and lists every val image.
+    with open(os.path.join(report, 'confusion_matrix.csv')) as f:
+        header = next(csv.reader(f))
+    assert header[1:] == ['background', 'cat', 'dog']
+    with open(os.path.join(report, 'per_image.csv')) as f:
+        per_image = list(csv.DictReader(f))
+    assert len(per_image) == len(registry.lookup(dataset).get('val'))
+    assert os.path.isfile(os.path.join(report, 'index.html'))
     image = registry.lookup(dataset).get('val').img_paths[0]
     prefix = str(tmp_path / 'seg')
     _script([os.path.join(ROOT, 'demo.py'), '--dataset', dataset, '--model',

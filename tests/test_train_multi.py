@@ -240,6 +240,8 @@ def test_killed_run_resumes_to_the_same_end(finished, data_dir,
     # The same run as the uninterrupted one (which had a loader process).
     _assert_bit_identical(os.path.join(finished[0], 'model_final.npz'),
                           os.path.join(out, 'model_final.npz'))
+    _assert_bit_identical(os.path.join(finished[0], 'model_best.npz'),
+                          os.path.join(out, 'model_best.npz'))
     assert not [n for n in os.listdir(out) if n.startswith('.')]
     resumed, uninterrupted = _log(out), _log(finished[0])
     assert [e['iteration'] for e in resumed] == [
@@ -625,3 +627,91 @@ def test_a_resume_records_what_changed_and_nothing_else(
     for iteration in (6, 8):
         assert lrs[iteration] == pytest.approx(
             0.001 * (1 - (iteration - 1) / N_ITER) ** 0.9, rel=1e-12)
+
+
+# The best model -------------------------------------------------------------
+
+def _model_arrays_of_snapshot(path):
+    prefix = 'updater/model:main/model/'
+    with np.load(path) as f:
+        return {key[len(prefix):]: f[key] for key in f.files
+                if key.startswith(prefix)}
+
+
+@pytest.fixture(scope='module')
+def validated(data_dir, tmp_path_factory):
+    """A run validated and snapshotted every 2 iterations."""
+    out = str(tmp_path_factory.mktemp('validated'))
+    command = _command(data_dir, out, 2, '--loaderjob', '0',
+                       '--keep-snapshots', '4')
+    for flag in ('--val-interval', '--snapshot-interval'):
+        command[command.index(flag) + 1] = '2'
+    result = _run(command)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out, command
+
+
+def test_the_best_model_is_the_best_validation_so_far(validated):
+    out, _ = validated
+    log = {e['iteration']: e for e in _log(out)}
+    best, seen = None, []
+    for iteration in (2, 4, 6, 8):
+        entry = log[iteration]
+        seen.append(entry['validation/main/miou'])
+        best = int(np.argmax(seen)) * 2 + 2  # the first of equal ones
+        assert entry['validation/main/best_iteration'] == best
+        assert entry['validation/main/best_miou'] == max(seen)
+    assert not any('validation/main/best_miou' in log[i]
+                   for i in (1, 3, 5, 7))
+    with open(os.path.join(out, 'model_best.json')) as f:
+        assert json.load(f) == {'iteration': best, 'miou': max(seen)}
+    # The weights of that iteration, bit for bit, as its snapshot has them.
+    best_arrays = _arrays(os.path.join(out, 'model_best.npz'))
+    snapshot = _model_arrays_of_snapshot(
+        os.path.join(out, 'snapshot_iter_{}.npz'.format(best)))
+    assert sorted(best_arrays) == sorted(snapshot)
+    assert all(best_arrays[k].tobytes() == snapshot[k].tobytes()
+               for k in snapshot)
+    # It loads strictly, as model_final.npz does.
+    model = PSPNetResNet50(n_class=19, input_size=64)
+    pretrained.load_npz(model, os.path.join(out, 'model_best.npz'))
+
+
+@pytest.mark.parametrize('iteration', [4, 8])
+def test_a_run_continued_elsewhere_keeps_its_best_model(
+        validated, tmp_path, iteration):
+    """From the middle (the best so far may be overtaken later) and from
+    the end (the remembered best is the run's: its file is copied)."""
+    out, command = validated
+    new_out = str(tmp_path / 'continued')
+    command = list(command)
+    command[command.index('--out') + 1] = new_out
+    command += ['--resume', os.path.join(
+        out, 'snapshot_iter_{}.npz'.format(iteration))]
+    result = _run(command)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ('model_best.npz', 'model_best.json'):
+        with open(os.path.join(out, name), 'rb') as a, open(
+                os.path.join(new_out, name), 'rb') as b:
+            assert a.read() == b.read(), name
+    with open(os.path.join(out, 'model_best.json')) as f:
+        best = json.load(f)['iteration']
+    if iteration >= best:
+        assert 'copied from {}'.format(out) in result.stdout
+    # A best model file of another iteration than the snapshot remembers is
+    # not taken for it: the best starts again at the next validation.
+    if iteration == 4:
+        with open(os.path.join(new_out, 'model_best.json'), 'w') as f:
+            json.dump({'iteration': 2, 'miou': -1.0}, f)
+        command[-1] = os.path.join(new_out, 'snapshot_iter_6.npz')
+        command[command.index('--out') + 1] = new_out
+        result = _run(command)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert 'kept again from the next validation' in result.stdout
+        with open(os.path.join(new_out, 'model_best.json')) as f:
+            assert json.load(f)['iteration'] == 8
+        best_arrays = _arrays(os.path.join(new_out, 'model_best.npz'))
+        snapshot = _model_arrays_of_snapshot(
+            os.path.join(new_out, 'snapshot_iter_8.npz'))
+        assert all(best_arrays[k].tobytes() == snapshot[k].tobytes()
+                   for k in snapshot)

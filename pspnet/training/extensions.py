@@ -1,18 +1,23 @@
 """Trainer extensions of data-parallel training: divergence stop,
 validation split over processes, replica check, and rank 0's reports."""
 
+import json
 import math
 import os
+import shutil
 
 import chainer
 import numpy as np
 from chainer.training import extension
 from chainer.training import extensions
 
+from pspnet import atomic
 from pspnet import evaluations
 from pspnet import mpi
 from pspnet.atomic import save_json_atomic
 from pspnet.evaluations import evaluator
+from pspnet.training import mixed16
+from pspnet.training import output
 from pspnet.training import replicas
 from pspnet.training import snapshots
 
@@ -125,6 +130,140 @@ class SegmentationValidator(extension.Extension):
             metrics, len(self._dataset), label_names, self.confusion), path)
 
 
+class BestModel(extension.Extension):
+    """Keep the weights of the best validation mIoU so far in
+    ``OUT/model_best.npz``.
+
+    Extend every process's trainer with it, with the validator's trigger,
+    right after the validator: it reads the validator's
+    ``validation/main/miou`` (the same on every process) and, when it is
+    higher than every earlier one (NaN never is), rank 0 writes the model's
+    float32 weights (the master weights of a mixed16 run) atomically, then
+    ``OUT/model_best.json`` saying of which iteration and mIoU they are. It
+    reports ``validation/main/best_miou`` and
+    ``validation/main/best_iteration`` to the log. Its state (the best mIoU
+    and its iteration) travels in the snapshots, so a resumed run goes on
+    comparing with the best before it (:meth:`restore_file`).
+
+    Args:
+        model (pspnet.PSPNet): The model being trained.
+        out (str): The output folder.
+        comm: The communicator.
+    """
+
+    priority = extension.PRIORITY_WRITER
+
+    def __init__(self, model, out, comm):
+        self._model = model
+        self._comm = comm
+        self._out = out
+        self.path = os.path.join(out, output.BEST_MODEL_FILE)
+        self.best_miou = None
+        self.best_iteration = None
+
+    def __call__(self, trainer):
+        miou = trainer.observation.get('validation/main/miou')
+        if miou is not None and not math.isnan(float(miou)) and (
+                self.best_miou is None or float(miou) > self.best_miou):
+            self.best_miou = float(miou)
+            self.best_iteration = trainer.updater.iteration
+            if self._comm.rank == 0:
+                self._write()
+        if self.best_miou is not None:
+            chainer.report({
+                'validation/main/best_miou': self.best_miou,
+                'validation/main/best_iteration': self.best_iteration})
+
+    def _record(self):
+        return {'iteration': self.best_iteration, 'miou': self.best_miou}
+
+    def _write(self):
+        record = os.path.join(self._out, output.BEST_RECORD_FILE)
+        for path, write in (
+                (self.path, lambda: atomic.save_npz_atomic(
+                    self.path, mixed16.float32_arrays(self._model),
+                    compression=False)),
+                (record, lambda: save_json_atomic(record, self._record()))):
+            try:
+                write()
+            except OSError as e:
+                raise atomic.write_error(path, e)
+
+    def _holds_best(self, folder):
+        """Whether ``folder`` holds the files of the remembered best."""
+        try:
+            with open(os.path.join(folder, output.BEST_RECORD_FILE)) as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            return False
+        return record == self._record() and os.path.isfile(
+            os.path.join(folder, output.BEST_MODEL_FILE))
+
+    def restore_file(self, earlier_folder):
+        """After a resume (the snapshot loaded), on rank 0: check that
+        ``OUT/model_best.npz`` holds the best iteration the snapshot
+        remembers, or copy it from the run's earlier folder (a run
+        continued in a new ``--out``). Other processes do nothing.
+
+        Returns:
+            str or None: What was done: None (nothing to do), ``'copied
+            from FOLDER'``, or ``'missing'`` (no such file is left, or the
+            file is of another iteration); give it to every process's
+            :meth:`restored`.
+        """
+        if self._comm.rank != 0 or self.best_miou is None or \
+                self._holds_best(self._out):
+            return None
+        if earlier_folder and os.path.abspath(earlier_folder) != \
+                os.path.abspath(self._out) and self._holds_best(
+                    earlier_folder):
+            for name in (output.BEST_MODEL_FILE, output.BEST_RECORD_FILE):
+                _copy_atomic(os.path.join(earlier_folder, name),
+                             os.path.join(self._out, name))
+            return 'copied from ' + earlier_folder
+        return 'missing'
+
+    def restored(self, action):
+        """Rank 0's :meth:`restore_file` result, on every process: without
+        the file of the remembered best, the best is kept again from the
+        next validation on.
+
+        Returns:
+            str or None: A line for the start of the output.
+        """
+        if action is None:
+            return None
+        line = 'best model (iteration {}, mIoU {:.4f}): {}'.format(
+            self.best_iteration, self.best_miou,
+            action if action != 'missing' else
+            'not in {}; kept again from the next validation'.format(
+                self._out))
+        if action == 'missing':
+            self.best_miou = self.best_iteration = None
+        return line
+
+    def serialize(self, serializer):
+        try:
+            best = float(serializer('best_miou', np.float64(
+                np.nan if self.best_miou is None else self.best_miou)))
+            iteration = int(serializer('best_iteration', np.int64(
+                -1 if self.best_iteration is None else self.best_iteration)))
+        except KeyError:  # a snapshot of a version that kept no best model
+            return
+        self.best_miou = None if math.isnan(best) else best
+        self.best_iteration = None if iteration < 0 else iteration
+
+
+def _copy_atomic(source, target):
+    def copy(f):
+        with open(source, 'rb') as src:
+            shutil.copyfileobj(src, f)
+    try:
+        atomic.write_atomic(target, copy)
+    except OSError as e:
+        raise atomic.write_error(target, e)
+
+
 class ReplicaCheck(extension.Extension):
     """Check that every process holds the same model at the end.
 
@@ -222,5 +361,6 @@ def add_reports(trainer, log_interval, validation_trigger, progress=True):
     trainer.extend(extensions.PlotReport(
         ['lr'], 'iteration', file_name='lr.png', trigger=log_trigger))
     trainer.extend(extensions.PlotReport(
-        list(VALIDATION_KEYS), 'iteration', file_name='validation.png',
+        list(VALIDATION_KEYS) + ['validation/main/best_miou'], 'iteration',
+        file_name='validation.png',
         trigger=validation_trigger))

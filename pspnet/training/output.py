@@ -23,10 +23,15 @@ from pspnet.errors import UserError
 LOCK_FILE = '.lock'
 CONFIG_FILE = 'config.json'
 FINAL_MODEL_FILE = 'model_final.npz'
+#: The weights of the best validation mIoU so far.
+BEST_MODEL_FILE = 'model_best.npz'
+#: Of which iteration and mIoU the best model is.
+BEST_RECORD_FILE = 'model_best.json'
 _SNAPSHOT = re.compile(r'^snapshot_iter_\d+\.npz$')
 #: Files a run writes (removed again when it fails before a snapshot).
 RUN_FILES = (CONFIG_FILE, 'log', 'loss.png', 'lr.png', 'validation.png',
-             'replica_check.json', 'validation.json', FINAL_MODEL_FILE)
+             'replica_check.json', 'validation.json', FINAL_MODEL_FILE,
+             BEST_MODEL_FILE, BEST_RECORD_FILE)
 
 
 def run_files(path):

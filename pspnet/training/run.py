@@ -398,6 +398,9 @@ def _build_trainer(config, s, comm):
         model, s.val, config['n_class'], comm)
     trainer.extend(validator, trigger=triggers.ManualScheduleTrigger(
         points, 'iteration'))
+    # Right after the validator, before the log reads the observation.
+    trainer.extend(extensions.BestModel(model, out, comm),
+                   trigger=triggers.ManualScheduleTrigger(points, 'iteration'))
     trainer.extend(extensions.ReplicaCheck(comm, train_chain, out),
                    trigger=(n_iter, 'iteration'))
     if is_root:
@@ -533,8 +536,15 @@ def _prepare_build_and_run(config, kind, comm, folder):
         mpi.agree(comm, _load_snapshot, config, s, trainer)
     # Everything is checked: only now is anything written.
     mpi.agree(comm, _save_config, config, comm, kind, n_loaders, s)
+    best_line = None
+    if s.resume_path is not None:
+        best = trainer.get_extension('BestModel')
+        action = mpi.agree(comm, best.restore_file, s.saved_where)
+        best_line = best.restored(mpi.allgather(comm, action)[0])
     if is_root:
         print(_describe(config, s, comm, kind, n_loaders), flush=True)
+        if best_line:
+            print(best_line, flush=True)
     optimizer_module.synchronize_start(
         trainer.updater.get_optimizer('main'), comm)
     # Errors are reported by the callers (one line for user errors).
