@@ -47,15 +47,8 @@ LAYOUTS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _dataset_root(tmp_path_factory, monkeypatch):
-    """Label-check caches go to a temporary dataset root."""
-    root = str(tmp_path_factory.getbasetemp() / 'chainer_dataset')
-    monkeypatch.setenv('CHAINER_DATASET_ROOT', root)
-    old = chainer.dataset.get_dataset_root()
-    chainer.dataset.set_dataset_root(root)
-    yield
-    chainer.dataset.set_dataset_root(old)
+# Label-check caches go to a temporary dataset root.
+pytestmark = pytest.mark.usefixtures('chainer_dataset_root')
 
 
 def _env():

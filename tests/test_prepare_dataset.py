@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 
-import chainer
 import numpy as np
 import pytest
 from PIL import Image
@@ -37,15 +36,8 @@ MPIEXEC = os.path.join(os.path.dirname(sys.executable), 'mpiexec')
 SEEDS = (0, 1, 2, 3)
 
 
-@pytest.fixture(autouse=True)
-def _dataset_root(tmp_path_factory, monkeypatch):
-    """Label-check caches go to a temporary dataset root."""
-    root = str(tmp_path_factory.getbasetemp() / 'chainer_dataset')
-    monkeypatch.setenv('CHAINER_DATASET_ROOT', root)
-    old = chainer.dataset.get_dataset_root()
-    chainer.dataset.set_dataset_root(root)
-    yield
-    chainer.dataset.set_dataset_root(old)
+# Label-check caches go to a temporary dataset root.
+pytestmark = pytest.mark.usefixtures('chainer_dataset_root')
 
 
 def run(argv, capsys):

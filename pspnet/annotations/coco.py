@@ -27,7 +27,6 @@ from pycocotools import mask as mask_utils
 
 from pspnet.annotations import export
 from pspnet.errors import UserError
-from pspnet.palette import generate_label_colors
 
 #: The name of class 0, the pixels no annotation covers.
 BACKGROUND = 'background'
@@ -346,14 +345,7 @@ def read_coco(files, images_dirs=None, crowd='ignore'):
                              'background'.format(path, empty))
     used = {value for found in shapes_of.values() for image in found.values()
             for _, _, value in image}
-    unused = [name for i, name in enumerate(names) if i and i not in used]
-    if unused and shapes_of:
-        notes.append('classes without annotations (no pixels): {}'.format(
-            ', '.join(unused)))
-    result = export.Export(
-        kind='COCO', classes=tuple(names),
-        colors=tuple(tuple(int(c) for c in rgb)
-                     for rgb in generate_label_colors(len(names))),
-        splits=splits, notes=notes)
-    export.check_items(result)
-    return result
+    if not shapes_of:  # only test splits: nothing says what is used
+        used = set(range(len(names)))
+    return export.with_generated_colors('COCO', names, splits, notes, used,
+                                        'annotations')

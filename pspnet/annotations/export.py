@@ -19,6 +19,7 @@ from pspnet import image_io
 from pspnet.datasets.description import DEFAULT_IMAGE_EXTENSIONS
 from pspnet.datasets.description import SPLITS
 from pspnet.errors import UserError
+from pspnet.palette import generate_label_colors
 
 #: How far (in pixels) a vertex may lie outside its image: tools store
 #: points on the border with rounding, and drawing clips them; a point
@@ -241,3 +242,26 @@ def check_items(export):
                         item.image_path, other, other_split, item.source,
                         split))
             seen[path] = (split, item.source)
+
+
+def with_generated_colors(kind, classes, splits, notes, used, what):
+    """The checked :class:`Export` of a format without colours of its own
+    (COCO, labelme): generated colours, and a note naming the classes
+    (but the background) that no ``what`` covers.
+
+    Args:
+        used (set of int): The class ids some annotation draws.
+        what (str): What draws a class, for the note (``'annotations'``).
+    """
+    unused = [name for i, name in enumerate(classes) if i and i not in used]
+    if unused:
+        notes = notes + ['classes without {} (no pixels): {}'.format(
+            what, ', '.join(unused))]
+    result = Export(
+        kind=kind, classes=tuple(classes),
+        colors=tuple(tuple(int(c) for c in rgb)
+                     for rgb in generate_label_colors(len(classes))),
+        splits=splits, notes=notes)
+    check_items(result)
+    return result
+

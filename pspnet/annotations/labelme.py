@@ -34,7 +34,6 @@ from PIL import ImageDraw
 
 from pspnet.annotations import export
 from pspnet.errors import UserError
-from pspnet.palette import generate_label_colors
 
 #: Labels of shapes drawn as ignored pixels, and as the background.
 IGNORE = '__ignore__'
@@ -322,14 +321,5 @@ def read_labelme(folders, classes=None):
              for kind, count in sorted(skipped.items())]
     used = {value_of[shape[3]] for split in files.values() for f in split
             for shape in f.shapes}
-    unused = [name for i, name in enumerate(classes) if i and i not in used]
-    if unused:
-        notes.append('classes without shapes (no pixels): {}'.format(
-            ', '.join(unused)))
-    result = export.Export(
-        kind='labelme', classes=tuple(classes),
-        colors=tuple(tuple(int(c) for c in rgb)
-                     for rgb in generate_label_colors(len(classes))),
-        splits=splits, notes=notes)
-    export.check_items(result)
-    return result
+    return export.with_generated_colors('labelme', classes, splits, notes,
+                                        used, 'shapes')
