@@ -50,7 +50,7 @@ IR_VERSION = 6
 INSTALL = 'pip install -r requirements-extras.txt'
 #: Keys of the metadata written into the graph (``metadata_props``).
 METADATA_KEYS = ('pspnet_version', 'model', 'n_class', 'input_size', 'mean',
-                 'dataset')
+                 'dataset', 'precision')
 
 
 def require_onnx():
@@ -157,6 +157,7 @@ def _metadata(model):
         'input_size': '{},{}'.format(*model.input_size),
         'mean': ','.join(repr(float(v)) for v in np.ravel(model.mean)),
         'dataset': dataset.name if dataset is not None else '',
+        'precision': 'float32',
     }
 
 
@@ -429,8 +430,22 @@ def compare_with_chainer(model, graph, imgs):
         difference of the logits over the largest absolute Chainer logit,
         and the fraction of pixels whose argmax agrees.
     """
-    runtime = OnnxRuntimeSegmenter(graph)
-    got = runtime.logits(imgs)
+    return compare_logits(model, OnnxRuntimeSegmenter(graph).logits, imgs)
+
+
+def compare_logits(model, logits, imgs):
+    """:func:`compare_with_chainer` for the graph on any runtime.
+
+    Args:
+        model (pspnet.PSPNet): The exported network.
+        logits (callable): The graph on a runtime: (B, 3, H, W) float32 RGB
+            in [0, 255] to (B, n_class, H, W) float32 logits.
+        imgs (numpy.ndarray): (B, 3, H, W) float32 RGB in [0, 255].
+
+    Returns:
+        tuple: ``(relative_error, label_agreement)``.
+    """
+    got = logits(imgs)
     with chainer.using_config('train', False), chainer.no_backprop_mode():
         want = model.forward(imgs - model.mean).array
     error = float(np.abs(got - want).max() / np.abs(want).max())
@@ -448,12 +463,30 @@ def check_graph(model, graph, imgs):
     Raises:
         UserError: The graph does not compute what the model does.
     """
-    error, agreement = compare_with_chainer(model, graph, imgs)
+    return check_runtime(model, OnnxRuntimeSegmenter(graph).logits, imgs)
+
+
+def check_runtime(model, logits, imgs, runtime='onnxruntime'):
+    """:func:`compare_logits`, failing beyond :data:`CHECK_TOLERANCE` and
+    :data:`CHECK_AGREEMENT`.
+
+    Args:
+        model, logits, imgs: See :func:`compare_logits`.
+        runtime (str): The runtime's name, for the message.
+
+    Returns:
+        tuple: ``(relative_error, label_agreement)``.
+
+    Raises:
+        UserError: The graph does not compute what the model does.
+    """
+    error, agreement = compare_logits(model, logits, imgs)
     if error > CHECK_TOLERANCE or agreement < CHECK_AGREEMENT:
         raise UserError(
-            'the ONNX graph does not compute what the model does (logits '
-            'within {:.2g} relative, labels equal on {:.3%} of the pixels; '
-            'at most {:g} and at least {:.1%} expected); nothing was '
-            'written; report it with your onnx and onnxruntime versions'
-            .format(error, agreement, CHECK_TOLERANCE, CHECK_AGREEMENT))
+            'the exported graph does not compute on {} what the model does '
+            '(logits within {:.2g} relative, labels equal on {:.3%} of the '
+            'pixels; at most {:g} and at least {:.1%} expected); nothing was '
+            'written; report it with your onnx and {} versions'.format(
+                runtime, error, agreement, CHECK_TOLERANCE, CHECK_AGREEMENT,
+                runtime))
     return error, agreement
