@@ -125,7 +125,8 @@ def run_child(spec):
         model = _link(spec)
 
         def forward(x):
-            return fast_forward(model, x)
+            # The exports subtract the mean inside; the network does not.
+            return fast_forward(model, x - model.mean)
         version = 'pspnet fast path'
     else:
         from pspnet import exported

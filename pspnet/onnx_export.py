@@ -27,7 +27,6 @@ import os
 import warnings
 
 import chainer
-import chainer.functions as F
 import numpy as np
 
 import pspnet
@@ -322,10 +321,29 @@ class ExportedSegmenter(object):
         # pspnet.prediction passes mean-subtracted windows (padded with
         # zeros); the graph subtracts the mean itself.
         image = x + self.mean
-        scores = lambda batch: F.softmax(self.logits(batch)).array  # NOQA
+        scores = self._softmax(image)
         if self.flip:
-            return prediction.flip_averaged(scores, image)
-        return scores(image)
+            # prediction.flip_averaged's average, with the flipped image
+            # in a call of its own (a smaller peak than a batch of both).
+            image = np.ascontiguousarray(image[:, :, :, ::-1])
+            flipped = self._softmax(image)
+            scores += flipped[:, :, :, ::-1]
+            del flipped
+            scores /= 2
+        return scores
+
+    def _softmax(self, batch):
+        """Softmax over the classes of the logits of a (B, 3, H, W) batch,
+        computed as ``F.softmax`` does, in the logits' own array (one
+        (B, n_class, H, W) float32 array less at the peak of a
+        prediction)."""
+        y = np.asarray(self.logits(batch), dtype=np.float32)
+        if not y.flags.writeable:
+            y = y.copy()
+        y -= y.max(axis=1, keepdims=True)
+        np.exp(y, out=y)
+        y /= y.sum(axis=1, keepdims=True)
+        return y
 
     def predict_scores(self, img, progress=None):
         """Class probabilities of one image (see
@@ -354,8 +372,8 @@ class ExportedSegmenter(object):
         Returns:
             list of numpy.ndarray: (H, W) int32 labels in [0, n_class).
         """
-        return [self.predict_scores(img, progress).argmax(axis=0)
-                .astype(np.int32) for img in imgs]
+        return [prediction.labels_of(self.predict_scores(img, progress))
+                for img in imgs]
 
 
 class OnnxRuntimeSegmenter(ExportedSegmenter):

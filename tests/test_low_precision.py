@@ -26,6 +26,7 @@ import eval_semantic_segmentation as eval_script
 import export_onnx
 from pspnet import exported
 from pspnet import onnx_export
+from pspnet import prediction
 from pspnet import PSPNetResNet50
 from pspnet import quantization
 from pspnet.datasets import registry
@@ -686,3 +687,17 @@ def test_metadata_refusals():
     # Files of the float32 export before the precision key: float32.
     del good['precision']
     assert exported.Metadata(good, 'm.onnx').precision == 'float32'
+
+
+def test_labels_of_is_argmax():
+    # Integer scores: many ties, where argmax takes the first class.
+    rng = np.random.RandomState(0)
+    for _ in range(10):
+        n_class = int(rng.randint(1, 30))
+        shape = (n_class, int(rng.randint(1, 40)), int(rng.randint(1, 40)))
+        scores = rng.randint(0, 4, shape).astype(np.float32)
+        if rng.rand() < 0.5:
+            scores = rng.rand(*shape).astype(np.float32)
+        labels = prediction.labels_of(scores)
+        assert labels.dtype == np.int32
+        np.testing.assert_array_equal(labels, scores.argmax(axis=0))
