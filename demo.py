@@ -48,12 +48,13 @@ def parse_args(argv=None):
     parser.add_argument('--gpu', '-g', type=int, default=-1, metavar='N',
                         help='GPU id; negative for the CPU (default)')
     parser.add_argument('--model', choices=sorted(models.MODELS),
-                        default='pspnet_resnet101',
-                        help='network depth (default pspnet_resnet101)')
+                        help='network depth (default pspnet_resnet101; an '
+                        'exported model\'s own)')
     parser.add_argument('--pretrained-model',
                         metavar='PATH|cityscapes|ade20k',
-                        help='cityscapes, ade20k or an .npz file (default: '
-                        'the preset of --dataset)')
+                        help='cityscapes, ade20k, an .npz file, or a model '
+                        'of export_onnx.py: .onnx (ONNX Runtime) or .xml '
+                        '(OpenVINO) (default: the preset of --dataset)')
     parser.add_argument('--dataset', type=flags.dataset,
                         metavar=flags.dataset_names(),
                         help='class names and default weights (default: '

@@ -19,6 +19,7 @@ from pspnet.apps import evaluate
 from pspnet.cli import ArgumentParser
 from pspnet.cli import exit_on_user_error
 from pspnet.evaluations import report
+from pspnet.exported import is_exported
 from pspnet.models import MODELS
 
 
@@ -26,13 +27,17 @@ def parse_args(argv=None):
     parser = ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--dataset', required=True, type=flags.dataset,
                         metavar=flags.dataset_names())
-    parser.add_argument('--model', required=True, choices=sorted(MODELS))
+    parser.add_argument('--model', choices=sorted(MODELS),
+                        help='network depth (required but with an exported '
+                        '--pretrained-model, whose own it is)')
     parser.add_argument('--gpu', type=int, default=-1,
                         help='GPU id (-1: CPU); under mpiexec each process '
                         'uses the GPU of its local rank')
     parser.add_argument('--pretrained-model',
-                        help="'cityscapes', 'ade20k' or an npz file "
-                        '(default: the published weights of --dataset)')
+                        help="'cityscapes', 'ade20k', an npz file, or a "
+                        'model of export_onnx.py: .onnx (ONNX Runtime) or '
+                        '.xml (OpenVINO) (default: the published weights of '
+                        '--dataset)')
     parser.add_argument('--split', default='val',
                         help="the split to evaluate (default 'val'); the "
                         'test splits, without labels, give predictions '
@@ -75,7 +80,10 @@ def parse_args(argv=None):
                         help='seconds between writes of the progress '
                         'checkpoint beside --json, --save-predictions or '
                         '--report (default 30; 0: after every batch)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.model is None and not is_exported(args.pretrained_model):
+        parser.error('the following arguments are required: --model')
+    return args
 
 
 @exit_on_user_error

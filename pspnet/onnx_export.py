@@ -27,7 +27,6 @@ import os
 import warnings
 
 import chainer
-import chainer.functions as F
 import numpy as np
 
 import pspnet
@@ -50,7 +49,7 @@ IR_VERSION = 6
 INSTALL = 'pip install -r requirements-extras.txt'
 #: Keys of the metadata written into the graph (``metadata_props``).
 METADATA_KEYS = ('pspnet_version', 'model', 'n_class', 'input_size', 'mean',
-                 'dataset')
+                 'dataset', 'precision')
 
 
 def require_onnx():
@@ -157,6 +156,7 @@ def _metadata(model):
         'input_size': '{},{}'.format(*model.input_size),
         'mean': ','.join(repr(float(v)) for v in np.ravel(model.mean)),
         'dataset': dataset.name if dataset is not None else '',
+        'precision': 'float32',
     }
 
 
@@ -321,10 +321,29 @@ class ExportedSegmenter(object):
         # pspnet.prediction passes mean-subtracted windows (padded with
         # zeros); the graph subtracts the mean itself.
         image = x + self.mean
-        scores = lambda batch: F.softmax(self.logits(batch)).array  # NOQA
+        scores = self._softmax(image)
         if self.flip:
-            return prediction.flip_averaged(scores, image)
-        return scores(image)
+            # prediction.flip_averaged's average, with the flipped image
+            # in a call of its own (a smaller peak than a batch of both).
+            image = np.ascontiguousarray(image[:, :, :, ::-1])
+            flipped = self._softmax(image)
+            scores += flipped[:, :, :, ::-1]
+            del flipped
+            scores /= 2
+        return scores
+
+    def _softmax(self, batch):
+        """Softmax over the classes of the logits of a (B, 3, H, W) batch,
+        computed as ``F.softmax`` does, in the logits' own array (one
+        (B, n_class, H, W) float32 array less at the peak of a
+        prediction)."""
+        y = np.asarray(self.logits(batch), dtype=np.float32)
+        if not y.flags.writeable:
+            y = y.copy()
+        y -= y.max(axis=1, keepdims=True)
+        np.exp(y, out=y)
+        y /= y.sum(axis=1, keepdims=True)
+        return y
 
     def predict_scores(self, img, progress=None):
         """Class probabilities of one image (see
@@ -353,8 +372,8 @@ class ExportedSegmenter(object):
         Returns:
             list of numpy.ndarray: (H, W) int32 labels in [0, n_class).
         """
-        return [self.predict_scores(img, progress).argmax(axis=0)
-                .astype(np.int32) for img in imgs]
+        return [prediction.labels_of(self.predict_scores(img, progress))
+                for img in imgs]
 
 
 class OnnxRuntimeSegmenter(ExportedSegmenter):
@@ -429,8 +448,22 @@ def compare_with_chainer(model, graph, imgs):
         difference of the logits over the largest absolute Chainer logit,
         and the fraction of pixels whose argmax agrees.
     """
-    runtime = OnnxRuntimeSegmenter(graph)
-    got = runtime.logits(imgs)
+    return compare_logits(model, OnnxRuntimeSegmenter(graph).logits, imgs)
+
+
+def compare_logits(model, logits, imgs):
+    """:func:`compare_with_chainer` for the graph on any runtime.
+
+    Args:
+        model (pspnet.PSPNet): The exported network.
+        logits (callable): The graph on a runtime: (B, 3, H, W) float32 RGB
+            in [0, 255] to (B, n_class, H, W) float32 logits.
+        imgs (numpy.ndarray): (B, 3, H, W) float32 RGB in [0, 255].
+
+    Returns:
+        tuple: ``(relative_error, label_agreement)``.
+    """
+    got = logits(imgs)
     with chainer.using_config('train', False), chainer.no_backprop_mode():
         want = model.forward(imgs - model.mean).array
     error = float(np.abs(got - want).max() / np.abs(want).max())
@@ -448,12 +481,30 @@ def check_graph(model, graph, imgs):
     Raises:
         UserError: The graph does not compute what the model does.
     """
-    error, agreement = compare_with_chainer(model, graph, imgs)
+    return check_runtime(model, OnnxRuntimeSegmenter(graph).logits, imgs)
+
+
+def check_runtime(model, logits, imgs, runtime='onnxruntime'):
+    """:func:`compare_logits`, failing beyond :data:`CHECK_TOLERANCE` and
+    :data:`CHECK_AGREEMENT`.
+
+    Args:
+        model, logits, imgs: See :func:`compare_logits`.
+        runtime (str): The runtime's name, for the message.
+
+    Returns:
+        tuple: ``(relative_error, label_agreement)``.
+
+    Raises:
+        UserError: The graph does not compute what the model does.
+    """
+    error, agreement = compare_logits(model, logits, imgs)
     if error > CHECK_TOLERANCE or agreement < CHECK_AGREEMENT:
         raise UserError(
-            'the ONNX graph does not compute what the model does (logits '
-            'within {:.2g} relative, labels equal on {:.3%} of the pixels; '
-            'at most {:g} and at least {:.1%} expected); nothing was '
-            'written; report it with your onnx and onnxruntime versions'
-            .format(error, agreement, CHECK_TOLERANCE, CHECK_AGREEMENT))
+            'the exported graph does not compute on {} what the model does '
+            '(logits within {:.2g} relative, labels equal on {:.3%} of the '
+            'pixels; at most {:g} and at least {:.1%} expected); nothing was '
+            'written; report it with your onnx and {} versions'.format(
+                runtime, error, agreement, CHECK_TOLERANCE, CHECK_AGREEMENT,
+                runtime))
     return error, agreement

@@ -96,19 +96,22 @@ def single_scale_scores(network_scores, img, input_size, n_class, mean,
     H, W = img.shape[1:]
     size = tuple(input_size)
     if uses_windows((H, W), size):
-        x = xp.asarray(img - mean)
         total = xp.zeros((n_class, H, W), dtype=np.float32)
         count = xp.zeros((1, H, W), dtype=np.float32)
         for corner in transforms.sliding_windows(H, W, size,
                                                  window_stride(size)):
             (iy, ix), (wy, wx) = transforms.window_slices(corner, size, H, W)
             window = xp.zeros((1, 3) + size, dtype=np.float32)
-            window[0, :, wy, wx] = x[:, iy, ix]
+            # The mean is subtracted window by window: no second copy of
+            # a large image.
+            window[0, :, wy, wx] = xp.asarray(img[:, iy, ix] - mean)
             total[:, iy, ix] += network_scores(window)[0, :, wy, wx]
             count[:, iy, ix] += 1
             if progress is not None:
                 progress()
-        return total / count
+        # In place: the scores of a large image are its largest array.
+        total /= count
+        return total
     fitted = transforms.resize_to_fit(img - mean, size)
     h, w = fitted.shape[1:]
     y0, x0 = (size[0] - h) // 2, (size[1] - w) // 2
@@ -120,6 +123,26 @@ def single_scale_scores(network_scores, img, input_size, n_class, mean,
     if (h, w) != (H, W):
         scores = F.resize_images(scores, (H, W)).array
     return scores[0]
+
+
+def labels_of(scores):
+    """The labels of class scores, as ``scores.argmax(axis=0)`` gives
+    them (the first class among equal scores), without the transposed
+    copy of the scores that numpy's argmax over the first axis makes.
+
+    Args:
+        scores (numpy.ndarray): (n_class, H, W) float32.
+
+    Returns:
+        numpy.ndarray: (H, W) int32 class ids.
+    """
+    best = scores[0].copy()
+    labels = np.zeros(best.shape, dtype=np.int32)
+    for c in range(1, len(scores)):
+        better = scores[c] > best
+        labels[better] = c
+        np.maximum(best, scores[c], out=best)
+    return labels
 
 
 def predict_scores(network_scores, img, input_size, n_class, mean,

@@ -290,11 +290,14 @@ def segment_camera(options, camera):
 
 
 def check_input_size(options):
-    """Refuse an ``input_size`` that cannot fit in memory, before anything
-    else."""
-    if options.input_size is not None:
-        memory.check_input_size(models.model_class(options.model).n_layer,
-                                options.input_size, gpu=options.gpu)
+    """Refuse an ``input_size`` that cannot fit in memory, and flags that do
+    not fit an exported model, before anything else."""
+    model_options.check_options(options)
+    if options.input_size is not None and not model_options.is_exported(
+            options):
+        memory.check_input_size(
+            models.model_class(model_options.model_name(options)).n_layer,
+            options.input_size, gpu=options.gpu)
 
 
 def load_model(options):

@@ -205,7 +205,7 @@ def _fingerprint(options, plan, comm):
     # float16 sums are not float32 ones (float32 keeps the old fingerprint).
     half = {} if options.dtype == 'float32' else {'dtype': options.dtype}
     return checkpoints.fingerprint(
-        model=options.model,
+        model=getattr(model, 'model_name', None) or options.model,
         weights=checkpoints.file_identity(
             getattr(model, 'weights_path', None)),
         input_size=list(model.input_size), scales=(
@@ -494,6 +494,7 @@ def run(options):
     comm = None
     if mpi.launched_by_mpi():
         # Checked before MPI starts: a missing GPU in one line, once.
+        mpi.before_mpi(model_options.check_options, options)
         mpi.before_mpi(_check_gpu, options.gpu)
         comm = mpi.create_communicator(
             'pure_nccl' if options.gpu >= 0 else 'naive',
