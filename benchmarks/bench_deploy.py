@@ -41,18 +41,20 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
+from benchmarks import bench_inference
+from benchmarks.bench_inference import make_weights
+from benchmarks.bench_inference import smooth_images
 from benchmarks.json_results import write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SIZES = {'resnet50': 473, 'resnet101': 713}
 ENGINES = ('fast', 'onnxruntime-float32', 'onnxruntime-int8',
            'openvino-float32', 'openvino-bf16', 'openvino-int8')
-N_CLASS = 19
+N_CLASS = bench_inference.N_CLASS
 #: The goals: INT8 ``predict`` at most this fraction of the fast path's,
 #: and the peak memory of ResNet101 at 713 in INT8.
 INT8_TIME_RATIO = 0.45
@@ -162,47 +164,10 @@ def run_child(spec):
 
 # --------------------------------------------------------------- parent
 
-def smooth_images(rng, n, size):
-    """(n, 3, H, W) float32 RGB images in [0, 255] with blobs."""
-    import cv2
-    import numpy as np
-    H, W = size
-    imgs = []
-    for _ in range(n):
-        small = rng.uniform(0, 255, (max(2, H // 32), max(2, W // 32), 3))
-        img = cv2.resize(small.astype(np.float32), (W, H),
-                         interpolation=cv2.INTER_CUBIC)
-        imgs.append(np.clip(img, 0, 255).transpose(2, 0, 1))
-    return np.stack(imgs).astype(np.float32)
-
-
-def make_weights(depth, path, rng):
-    """Random weights: Chainer's initialization, batch normalizations far
-    from identities."""
-    import chainer
-    from pspnet import PSPNetResNet101
-    from pspnet import PSPNetResNet50
-    cls = PSPNetResNet50 if depth == 50 else PSPNetResNet101
-    model = cls(N_CLASS, input_size=161)
-    for _, link in model.namedlinks():
-        if isinstance(link, chainer.links.BatchNormalization):
-            link.gamma.array[:] = rng.uniform(0.5, 1.5, link.gamma.shape)
-            link.beta.array[:] = rng.uniform(-0.2, 0.2, link.beta.shape)
-            link.avg_mean[:] = rng.uniform(-0.2, 0.2, link.avg_mean.shape)
-            link.avg_var[:] = rng.uniform(0.5, 2, link.avg_var.shape)
-    chainer.serializers.save_npz(path, model, compression=False)
-
-
 def spawn(spec):
     """One measurement in a fresh process; its dict or ``{'error': ...}``."""
-    cmd = [sys.executable, '-m', 'benchmarks.bench_deploy', '--child',
-           json.dumps(spec)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    for line in proc.stdout.splitlines():
-        if line.startswith('RESULT '):
-            return json.loads(line[len('RESULT '):])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-    return {'error': 'exit {}: {}'.format(proc.returncode, ' | '.join(tail))}
+    return bench_inference.spawn(sys.executable, spec,
+                                 module='benchmarks.bench_deploy')
 
 
 def merge(results):

@@ -289,7 +289,10 @@ def make_weights(depth, path, rng):
     implementation (float32 results then differ from float64 by 1e-4).
     """
     import chainer
-    model = MODELS[depth](N_CLASS, input_size=161)
+    from pspnet import PSPNetResNet101
+    from pspnet import PSPNetResNet50
+    cls = PSPNetResNet50 if depth == 50 else PSPNetResNet101
+    model = cls(N_CLASS, input_size=161)
     for _, link in model.namedlinks():
         if isinstance(link, chainer.links.BatchNormalization):
             link.gamma.array[:] = rng.uniform(0.5, 1.5, link.gamma.shape)
@@ -299,13 +302,12 @@ def make_weights(depth, path, rng):
     chainer.serializers.save_npz(path, model, compression=False)
 
 
-def spawn(python, spec):
+def spawn(python, spec, module='benchmarks.bench_inference'):
     """Run one measurement in a fresh process of ``python`` (which may be
-    another environment's, with ChainerCV or torch), from the repository
-    root so that ``-m`` finds this module; returns its dict, or
-    ``{'error': ...}``."""
-    cmd = [python, '-m', 'benchmarks.bench_inference', '--child',
-           json.dumps(spec)]
+    another environment's, with ChainerCV or torch): ``python -m module
+    --child SPEC`` from the repository root; returns the dict the child
+    prints after ``RESULT``, or ``{'error': ...}``."""
+    cmd = [python, '-m', module, '--child', json.dumps(spec)]
     proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, universal_newlines=True)
     for line in proc.stdout.splitlines():

@@ -53,6 +53,48 @@ def _texture(rng):
     return grey + rng.uniform(-25, 25, 3)
 
 
+def draw_shapes(rng):
+    """One image of the benchmark's dataset.
+
+    Returns:
+        tuple: ``(img, shapes)``: img a (SIZE, SIZE, 3) float RGB array
+        (not yet clipped), shapes a list of ``(class, mask)`` in drawing
+        order (later ones on top), mask a (SIZE, SIZE) uint8 0/1 array of
+        the whole shape.
+    """
+    import cv2
+    import numpy as np
+    img = _texture(rng)
+    shapes = []
+    for _ in range(rng.randint(1, 4)):
+        cls = rng.randint(1, len(CLASSES))
+        mask = np.zeros((SIZE, SIZE), dtype=np.uint8)
+        r = rng.randint(10, 26)
+        cx, cy = rng.randint(r, SIZE - r, 2)
+        if cls == 1:
+            cv2.circle(mask, (int(cx), int(cy)), int(r), 1, -1)
+        elif cls == 2:
+            cv2.rectangle(mask, (int(cx - r), int(cy - r)),
+                          (int(cx + r), int(cy + r)), 1, -1)
+        else:
+            pts = np.array([[cx, cy - r], [cx - r, cy + r],
+                            [cx + r, cy + r]], dtype=np.int32)
+            cv2.fillPoly(mask, [pts], 1)
+        color = np.array(SHAPE_COLORS[cls - 1]) + rng.uniform(-30, 30, 3)
+        inside = mask.astype(bool)
+        img[inside] = color + rng.normal(0, 10, (inside.sum(), 3))
+        shapes.append((int(cls), mask))
+    return img, shapes
+
+
+def _write_image(folder, stem, img):
+    import cv2
+    import numpy as np
+    os.makedirs(folder, exist_ok=True)
+    rgb = np.clip(img, 0, 255).astype(np.uint8)
+    cv2.imwrite(os.path.join(folder, stem + '.png'), rgb[:, :, ::-1])
+
+
 def make_shapes_dataset(root, n_train, n_val, seed=0):
     """Write the dataset and return the path of its ``dataset.json``."""
     import cv2
@@ -67,36 +109,16 @@ def make_shapes_dataset(root, n_train, n_val, seed=0):
     palette[3 * IGNORE:3 * IGNORE + 3] = [255, 255, 255]
     for split, n in (('train', n_train), ('val', n_val)):
         for k in range(n):
-            img = _texture(rng)
+            img, shapes = draw_shapes(rng)
             label = np.zeros((SIZE, SIZE), dtype=np.uint8)
-            for _ in range(rng.randint(1, 4)):
-                cls = rng.randint(1, len(CLASSES))
-                mask = np.zeros((SIZE, SIZE), dtype=np.uint8)
-                r = rng.randint(10, 26)
-                cx, cy = rng.randint(r, SIZE - r, 2)
-                if cls == 1:
-                    cv2.circle(mask, (int(cx), int(cy)), int(r), 1, -1)
-                elif cls == 2:
-                    cv2.rectangle(mask, (int(cx - r), int(cy - r)),
-                                  (int(cx + r), int(cy + r)), 1, -1)
-                else:
-                    pts = np.array([[cx, cy - r], [cx - r, cy + r],
-                                    [cx + r, cy + r]], dtype=np.int32)
-                    cv2.fillPoly(mask, [pts], 1)
-                color = np.array(SHAPE_COLORS[cls - 1]) + rng.uniform(
-                    -30, 30, 3)
-                inside = mask.astype(bool)
-                img[inside] = color + rng.normal(0, 10, (inside.sum(), 3))
+            for cls, mask in shapes:
                 border = cv2.dilate(mask, np.ones((3, 3), np.uint8)) \
                     - cv2.erode(mask, np.ones((3, 3), np.uint8))
-                label[inside] = cls
+                label[mask.astype(bool)] = cls
                 label[border.astype(bool)] = IGNORE
             stem = '{}_{:04d}'.format(split, k)
-            for folder in ('images', 'labels'):
-                os.makedirs(os.path.join(root, folder, split), exist_ok=True)
-            rgb = np.clip(img, 0, 255).astype(np.uint8)
-            cv2.imwrite(os.path.join(root, 'images', split, stem + '.png'),
-                        rgb[:, :, ::-1])
+            _write_image(os.path.join(root, 'images', split), stem, img)
+            os.makedirs(os.path.join(root, 'labels', split), exist_ok=True)
             png = Image.fromarray(label, mode='P')
             png.putpalette(palette)
             png.save(os.path.join(root, 'labels', split, stem + '.png'))
@@ -108,6 +130,88 @@ def make_shapes_dataset(root, n_train, n_val, seed=0):
     return path
 
 
+def _segmentation(mask, polygon):
+    """A COCO segmentation of a 0/1 mask: polygons (the outer contours;
+    what lies in a hole is a later, smaller shape, which the conversion
+    draws on top) or pycocotools' compressed RLE."""
+    import cv2
+    import numpy as np
+    from pycocotools import mask as mask_utils
+    if polygon:
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL,
+                                       cv2.CHAIN_APPROX_SIMPLE)
+        if contours and all(len(c) >= 3 for c in contours):
+            # Contours run through pixel centres; COCO's polygons are in
+            # pixel corners' coordinates.
+            return [(c.reshape(-1, 2) + 0.5).ravel().tolist()
+                    for c in contours]
+    rle = mask_utils.encode(np.asfortranarray(mask))
+    return {'counts': rle['counts'].decode('ascii'),
+            'size': [int(v) for v in rle['size']]}
+
+
+def make_coco_export(root, n_train, n_val, seed=0):
+    """Write the same images as :func:`make_shapes_dataset` (same seed,
+    same draws) as an annotation tool's COCO export: ``images/`` and
+    ``annotations/train.json``, ``annotations/val.json``, one annotation per shape holding its
+    visible part, polygons and compressed RLE in turn, category ids that
+    are not the class ids.
+
+    Returns:
+        dict: ``images`` (the folder), and split -> path of its JSON file.
+    """
+    import numpy as np
+    rng = np.random.RandomState(seed)
+    category_ids = {1: 5, 2: 9, 3: 2}
+    paths = {'images': os.path.join(root, 'images')}
+    for split, n in (('train', n_train), ('val', n_val)):
+        images, annotations = [], []
+        for k in range(n):
+            img, shapes = draw_shapes(rng)
+            stem = '{}_{:04d}'.format(split, k)
+            _write_image(os.path.join(root, 'images'), stem, img)
+            images.append({'id': k + 1, 'file_name': stem + '.png',
+                           'width': SIZE, 'height': SIZE})
+            for j, (cls, mask) in enumerate(shapes):
+                visible = mask.copy()
+                for _, later in shapes[j + 1:]:
+                    visible[later.astype(bool)] = 0
+                if not visible.any():
+                    continue
+                annotations.append({
+                    'id': len(annotations) + 1, 'image_id': k + 1,
+                    'category_id': category_ids[cls], 'iscrowd': 0,
+                    'area': float(visible.sum()),
+                    'segmentation': _segmentation(
+                        visible, polygon=len(annotations) % 2 == 0)})
+        data = {'images': images, 'annotations': annotations,
+                'categories': [{'id': category_ids[c], 'name': CLASSES[c]}
+                               for c in (3, 1, 2)]}
+        os.makedirs(os.path.join(root, 'annotations'), exist_ok=True)
+        paths[split] = os.path.join(root, 'annotations', split + '.json')
+        with open(paths[split], 'w') as f:
+            json.dump(data, f)
+    return paths
+
+
+def _prepare_coco(work, args):
+    """The COCO export made into a dataset by prepare_dataset.py; the
+    path of its dataset.json."""
+    export = make_coco_export(os.path.join(work, 'coco'), args.n_train,
+                              args.n_val)
+    prepared = os.path.join(work, 'shapes')
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'prepare_dataset.py'), 'coco',
+         '--train', export['train'], '--val', export['val'], '--images',
+         export['images'], '--out',
+         prepared, '--no-progress'], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, universal_newlines=True)
+    if result.returncode != 0:
+        raise RuntimeError('prepare_dataset.py failed:\n' + result.stderr)
+    print(result.stdout.strip())
+    return os.path.join(prepared, 'dataset.json')
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--iterations', type=int, default=200)
@@ -117,19 +221,31 @@ def main():
     parser.add_argument('--lr', type=float, default=0.01)
     parser.add_argument('--n-train', type=int, default=48)
     parser.add_argument('--n-val', type=int, default=12)
+    parser.add_argument('--source', choices=('labels', 'coco'),
+                        default='labels',
+                        help='labels (default): palette label PNGs and a '
+                        'dataset.json written directly; coco: the same '
+                        'images as a COCO export, made into a dataset by '
+                        'prepare_dataset.py coco')
     parser.add_argument('--keep', metavar='DIR',
                         help='write the dataset and the run into DIR and '
                         'keep them (default: a temporary folder)')
-    parser.add_argument('--json', default=os.path.join(
-        'result', 'bench_learn.json'))
+    parser.add_argument('--json', help='default: result/bench_learn.json '
+                        '(result/bench_learn_coco.json with --source coco)')
     args = parser.parse_args()
+    if args.json is None:
+        args.json = os.path.join('result', 'bench_learn{}.json'.format(
+            '_coco' if args.source == 'coco' else ''))
     if not os.path.isfile(MPIEXEC):
         parser.error('no mpiexec next to {}; pip install mpich'.format(
             sys.executable))
     work = args.keep or tempfile.mkdtemp(prefix='bench-learn-')
     try:
-        dataset = make_shapes_dataset(os.path.join(work, 'shapes'),
-                                      args.n_train, args.n_val)
+        if args.source == 'labels':
+            dataset = make_shapes_dataset(os.path.join(work, 'shapes'),
+                                          args.n_train, args.n_val)
+        else:
+            dataset = _prepare_coco(work, args)
         out = os.path.join(work, 'run')
         command = [
             MPIEXEC, '-n', str(args.processes), sys.executable,
@@ -168,14 +284,16 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
     print(result.stdout.split('mean IoU')[0][-2000:] if 'mean IoU'
           in result.stdout else '')
-    print('PSPNetResNet50 from scratch, {} iterations, crop {}, batch {} x {} '
-          'process(es): validation mIoU {:.3f}, pixel accuracy {:.3f}, '
-          '{:.2f} s per iteration'.format(
+    print('PSPNetResNet50 from scratch on {}, {} iterations, crop {}, '
+          'batch {} x {} process(es): validation mIoU {:.3f}, pixel '
+          'accuracy {:.3f}, {:.2f} s per iteration'.format(
+              'a COCO export' if args.source == 'coco' else 'label PNGs',
               args.iterations, args.crop_size, args.batchsize,
               args.processes, figures['miou'], figures['pixel_accuracy'],
               per_iter))
     write_json(args.json, {
         'model': 'pspnet_resnet50', 'device': 'cpu', 'classes': CLASSES,
+        'source': args.source,
         'iterations': args.iterations, 'crop_size': args.crop_size,
         'batchsize': args.batchsize, 'processes': args.processes,
         'lr': args.lr, 'n_train': args.n_train, 'n_val': args.n_val,
