@@ -321,16 +321,19 @@ class ExportedSegmenter(object):
         # pspnet.prediction passes mean-subtracted windows (padded with
         # zeros); the graph subtracts the mean itself.
         image = x + self.mean
-        scores = self._softmax(image)
-        if self.flip:
-            # prediction.flip_averaged's average, with the flipped image
-            # in a call of its own (a smaller peak than a batch of both).
-            image = np.ascontiguousarray(image[:, :, :, ::-1])
-            flipped = self._softmax(image)
-            scores += flipped[:, :, :, ::-1]
-            del flipped
-            scores /= 2
-        return scores
+        if not self.flip:
+            return self._softmax(image)
+        return self._flip_scores(image)
+
+    def _flip_scores(self, image):
+        """The scores of the image, then those of its horizontal flip
+        (flipped back): pspnet.prediction averages them, adding the first
+        before the second is computed (one array of scores held at a
+        time)."""
+        yield self._softmax(image)
+        flipped = np.ascontiguousarray(image[:, :, :, ::-1])
+        del image
+        yield self._softmax(flipped)[:, :, :, ::-1]
 
     def _softmax(self, batch):
         """Softmax over the classes of the logits of a (B, 3, H, W) batch,

@@ -81,7 +81,10 @@ def single_scale_scores(network_scores, img, input_size, n_class, mean,
     Args:
         network_scores (callable): Maps a (1, 3, h, w) float32
             mean-subtracted batch (``xp`` array, h, w the input size) to
-            its (1, n_class, h, w) float32 softmax scores.
+            its (1, n_class, h, w) float32 softmax scores, or to an
+            iterator of such arrays whose mean is the scores (e.g. the
+            image's and its flip's): each is added before the next is
+            computed, so that one of them is held at a time.
         img (numpy.ndarray): (3, H, W) float32 RGB in [0, 255].
         input_size (tuple of ints): (h, w) of the network input.
         n_class (int): Number of classes.
@@ -105,8 +108,10 @@ def single_scale_scores(network_scores, img, input_size, n_class, mean,
             # The mean is subtracted window by window: no second copy of
             # a large image.
             window[0, :, wy, wx] = xp.asarray(img[:, iy, ix] - mean)
-            total[:, iy, ix] += network_scores(window)[0, :, wy, wx]
-            count[:, iy, ix] += 1
+            for part in _parts(network_scores(window)):
+                total[:, iy, ix] += part[0, :, wy, wx]
+                count[:, iy, ix] += 1
+                del part
             if progress is not None:
                 progress()
         # In place: the scores of a large image are its largest array.
@@ -117,12 +122,25 @@ def single_scale_scores(network_scores, img, input_size, n_class, mean,
     y0, x0 = (size[0] - h) // 2, (size[1] - w) // 2
     canvas = xp.zeros((1, 3) + size, dtype=np.float32)
     canvas[0, :, y0:y0 + h, x0:x0 + w] = xp.asarray(fitted)
-    scores = network_scores(canvas)[:, :, y0:y0 + h, x0:x0 + w]
+    scores, n = None, 0
+    for part in _parts(network_scores(canvas)):
+        part = part[:, :, y0:y0 + h, x0:x0 + w]
+        scores = part if scores is None else scores + part
+        n += 1
+        del part
+    if n > 1:
+        scores /= n
     if progress is not None:
         progress()
     if (h, w) != (H, W):
         scores = F.resize_images(scores, (H, W)).array
     return scores[0]
+
+
+def _parts(scores):
+    """The arrays of what a ``network_scores`` returned: one array, or
+    the arrays of an iterator."""
+    return (scores,) if hasattr(scores, 'shape') else scores
 
 
 def labels_of(scores):

@@ -1,6 +1,8 @@
 """Whole-image prediction: every pixel of every image shape is covered by
 the network's windows, on the plain and the fast path."""
 
+import weakref
+
 import numpy as np
 import pytest
 
@@ -108,3 +110,49 @@ def test_progress_counts_every_network_call(model):
     model.predict([np.zeros((3, 20, 30), np.float32)],
                   progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 1)]
+
+
+def test_scores_given_in_parts_average_and_are_held_one_at_a_time():
+    """A network_scores that gives an iterator of arrays (an image's
+    scores, then its flip's) gets their mean, as one averaged array would,
+    on windows and on the canvas, at random shapes; with windows (whose
+    scores are the large arrays) the first array is released before the
+    second is computed."""
+    rng = np.random.RandomState(3)
+    for k in range(16):
+        size = (int(rng.randint(16, 40)), int(rng.randint(16, 40)))
+        H, W = (int(rng.randint(4, 16 if k % 2 else 100)) for _ in range(2))
+        n_class = int(rng.randint(2, 6))
+        img = rng.uniform(0, 255, (3, H, W)).astype(np.float32)
+        mean = rng.uniform(0, 255, (3, 1, 1)).astype(np.float32)
+        weights = rng.normal(size=(n_class, 3)).astype(np.float32)
+
+        def scores_of(x):
+            y = np.einsum('kc,bchw->bkhw', weights, x) / 50
+            e = np.exp(y - y.max(axis=1, keepdims=True))
+            return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+        def averaged(x):
+            flipped = scores_of(x[:, :, :, ::-1])[:, :, :, ::-1]
+            return (scores_of(x) + flipped) / 2
+
+        held = []
+
+        def parts(x):
+            first = scores_of(x)
+            ref = weakref.ref(first)
+            yield first
+            del first
+            held.append(ref() is not None)
+            yield scores_of(x[:, :, :, ::-1])[:, :, :, ::-1]
+
+        want = prediction.single_scale_scores(averaged, img, size, n_class,
+                                              mean)
+        got = prediction.single_scale_scores(parts, img, size, n_class,
+                                             mean)
+        assert got.shape == want.shape == (n_class, H, W)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+        assert (got.argmax(axis=0) == want.argmax(axis=0)).mean() > 0.999
+        assert len(held) == prediction.network_calls((H, W), size)
+        if prediction.uses_windows((H, W), size):
+            assert not any(held), held
