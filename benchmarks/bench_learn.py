@@ -279,6 +279,10 @@ def main():
         per_iter = ((last['elapsed_time'] - first['elapsed_time'])
                     / max(1, last['iteration'] - first['iteration']))
         losses = [(e['iteration'], e['main/loss']) for e in log]
+        # The order of the IoUs: prepare_dataset.py orders the classes as
+        # the export's categories.
+        with open(dataset) as f:
+            classes = json.load(f)['classes']
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -292,7 +296,7 @@ def main():
               args.processes, figures['miou'], figures['pixel_accuracy'],
               per_iter))
     write_json(args.json, {
-        'model': 'pspnet_resnet50', 'device': 'cpu', 'classes': CLASSES,
+        'model': 'pspnet_resnet50', 'device': 'cpu', 'classes': classes,
         'source': args.source,
         'iterations': args.iterations, 'crop_size': args.crop_size,
         'batchsize': args.batchsize, 'processes': args.processes,
