@@ -23,6 +23,7 @@ Optional dependencies: ``onnx`` below 1.19 (onnx_chainer imports
 pinned in ``requirements-extras.txt``.
 """
 
+import gc
 import os
 import warnings
 
@@ -217,6 +218,11 @@ def to_onnx(model, converters=None):
     onnx.helper.set_model_props(graph, _metadata(model))
     # onnx_chainer has run onnx.checker on the graph; another run on the
     # changes above would serialize all the weights once more.
+    # The traced forward pass's activations stay in reference cycles of
+    # the trace until a collection: freed now, before the check, the
+    # calibration or the writing need the memory (ResNet101 at 385: 2.8
+    # GB less at the peak of an INT8 export).
+    gc.collect()
     return graph
 
 
