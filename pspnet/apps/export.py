@@ -374,8 +374,11 @@ def run(options):
     """
     check_options(options)
     depth = models.model_class(options.model).n_layer
+    # INT8's calibration holds more than the trace; bfloat16 converts the
+    # float32 graph.
+    path = 'export-int8' if options.precision == 'int8' else 'export'
     if options.input_size is not None:
-        memory.check_input_size(depth, options.input_size, path='export')
+        memory.check_input_size(depth, options.input_size, path=path)
     try:
         model = models.build_model(options.model, options.dataset,
                                    options.pretrained_model,
@@ -383,7 +386,7 @@ def run(options):
     except MemoryError:
         raise onnx_export.out_of_memory(options.output, options.input_size)
     # The default input size (the dataset's) is known once the model is.
-    memory.check_input_size(depth, model.input_size[0], path='export')
+    memory.check_input_size(depth, model.input_size[0], path=path)
     openvino = _target(options) == 'openvino'
     try:
         if options.precision != 'float32':
