@@ -49,11 +49,11 @@ import time
 
 from benchmarks import bench_inference
 from benchmarks.bench_inference import make_weights
+from benchmarks.bench_inference import parse_models
 from benchmarks.bench_inference import smooth_images
 from benchmarks.json_results import write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_SIZES = {'resnet50': 473, 'resnet101': 713}
 ENGINES = ('fast', 'onnxruntime-float32', 'onnxruntime-int8',
            'openvino-float32', 'openvino-bf16', 'openvino-int8')
 N_CLASS = bench_inference.N_CLASS
@@ -192,17 +192,6 @@ def merge(results):
         merged[key] = max(r[key] for r in good)
     merged['processes'] = len(good)
     return merged
-
-
-def parse_models(names):
-    models = []
-    for name in names:
-        base, _, size = name.partition('@')
-        if base not in DEFAULT_SIZES:
-            raise SystemExit('error: unknown model {!r}; use resnet50 or '
-                             'resnet101, optionally @SIZE'.format(name))
-        models.append((base, int(size) if size else DEFAULT_SIZES[base]))
-    return models
 
 
 def parse_size(text):

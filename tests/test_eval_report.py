@@ -32,6 +32,8 @@ from pspnet.evaluations import checkpoints
 from pspnet.evaluations import report
 from tests.helpers import dataset_factory
 from tests.helpers import random_weights
+from tests.helpers.files import read_bytes
+from tests.helpers.files import folder_tree
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), 'mpiexec')
@@ -351,20 +353,6 @@ def _run(argv, mpi=0, timeout=300):
                           universal_newlines=True)
 
 
-def _read(path):
-    with open(path, 'rb') as f:
-        return f.read()
-
-
-def _tree(folder):
-    found = {}
-    for dirpath, dirnames, filenames in os.walk(folder):
-        for name in dirnames:
-            found[os.path.relpath(os.path.join(dirpath, name), folder)] = None
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            found[os.path.relpath(path, folder)] = _read(path)
-    return found
 
 
 def _pixels(path):
@@ -387,7 +375,7 @@ def test_report_of_one_process_and_of_mpiexec_agree(data):
     assert not glob.glob(str(root / 'one*.progress*'))
     result = _run(_args(data, '--report', two, '--report-worst', '3'), mpi=2)
     assert result.returncode == 0, result.stderr
-    one_tree, two_tree = _tree(one), _tree(two)
+    one_tree, two_tree = folder_tree(one), folder_tree(two)
     assert set(one_tree) == set(two_tree)
     for name in ('confusion_matrix.csv', 'per_image.csv', 'index.html'):
         assert one_tree[name] == two_tree[name], name
@@ -451,14 +439,14 @@ def test_report_refusals_leave_nothing(data, tmp_path, capsys):
          'lies in --report'),
     ]
     for extra, message in cases:
-        before = _tree(str(root))
+        before = folder_tree(str(root))
         with pytest.raises(SystemExit) as exit_info:
             script.main(_args(data, *extra))
         assert exit_info.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith('error: ') \
             and message in err[0], err
-        assert _tree(str(root)) == before, message
+        assert folder_tree(str(root)) == before, message
     with pytest.raises(SystemExit):
         script.main(_args(data, '--report-worst', '-1', '--report', 'x'))
     assert 'expected 0 or a positive integer' in capsys.readouterr().err
@@ -474,7 +462,7 @@ def test_report_continues_from_checkpoints(data, tmp_path, capsys):
     shutil.copytree(data['cityscapes'], copy)
     image = CityscapesSemanticSegmentationDataset(copy,
                                                   split='val').img_paths[2]
-    content = _read(image)
+    content = read_bytes(image)
     with open(image, 'wb') as f:
         f.write(b'broken')
     folder = str(tmp_path / 'report')
@@ -486,7 +474,7 @@ def test_report_continues_from_checkpoints(data, tmp_path, capsys):
     checkpoint = checkpoints.checkpoint_path(folder)
     assert sorted(os.listdir(str(tmp_path))) == sorted(
         ['cityscapes', os.path.basename(checkpoint)])
-    kept = _read(checkpoint)
+    kept = read_bytes(checkpoint)
 
     # The same state as written by the version before the rows.
     with np.load(checkpoint) as archive:
@@ -513,4 +501,4 @@ def test_report_continues_from_checkpoints(data, tmp_path, capsys):
     script.main(argv[:argv.index('--report') + 1] + [whole]
                 + argv[argv.index('--report') + 2:])
     capsys.readouterr()
-    assert _tree(folder) == _tree(whole)
+    assert folder_tree(folder) == folder_tree(whole)

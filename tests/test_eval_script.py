@@ -23,6 +23,8 @@ from pspnet.datasets import CityscapesSemanticSegmentationDataset
 from pspnet.evaluations import calc_semantic_segmentation_confusion
 from tests.helpers import dataset_factory
 from tests.helpers import random_weights
+from tests.helpers.files import read_bytes
+from tests.helpers.files import folder_tree
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), 'mpiexec')
@@ -263,13 +265,9 @@ def _resume_args(fixture, out, pred, *extra):
             ] + list(extra)
 
 
-def _read(path):
-    with open(path, 'rb') as f:
-        return f.read()
-
 
 def _files(folder):
-    return {os.path.relpath(p, folder): _read(p)
+    return {os.path.relpath(p, folder): read_bytes(p)
             for p in glob.glob(os.path.join(folder, '*', '*.png'))}
 
 
@@ -299,7 +297,7 @@ def test_killed_evaluation_continues_bit_for_bit(resumable, processes):
 
     # Options that change the result are refused, naming them; nothing
     # is changed on disk.
-    before = _read(checkpoint)
+    before = read_bytes(checkpoint)
     refused = _run(argv + ['--scales', '0.75'],
                    mpi=processes if processes > 1 else 0)
     assert refused.returncode == 2
@@ -307,7 +305,7 @@ def test_killed_evaluation_continues_bit_for_bit(resumable, processes):
               if line.startswith('error: ')]
     assert len(errors) == 1 and 'scales' in errors[0], refused.stderr
     assert 'Traceback' not in refused.stderr
-    assert _read(checkpoint) == before
+    assert read_bytes(checkpoint) == before
     if processes > 1:
         other = _run(argv)  # one process, checkpoints of two
         assert other.returncode == 2
@@ -316,7 +314,7 @@ def test_killed_evaluation_continues_bit_for_bit(resumable, processes):
     resumed = _run(argv, mpi=processes if processes > 1 else 0)
     assert resumed.returncode == 0, resumed.stderr
     assert 'continuing from' in resumed.stderr
-    assert _read(out) == _read(whole_json)
+    assert read_bytes(out) == read_bytes(whole_json)
     assert _files(pred) == _files(whole_pred) and len(_files(pred)) == 8
     assert not glob.glob(out + '.progress*')
     assert not glob.glob(pred + '.progress*')
@@ -384,17 +382,6 @@ def test_mpiexec_gpu_without_gpus_says_so(data):
 
 # Outputs: made only after every check, removed when a run fails ------------
 
-def _tree(folder):
-    """Every path under ``folder``, relative, with file contents."""
-    found = {}
-    for dirpath, dirnames, filenames in os.walk(folder):
-        for name in dirnames:
-            found[os.path.relpath(os.path.join(dirpath, name), folder)] = None
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            found[os.path.relpath(path, folder)] = _read(path)
-    return found
-
 
 def _output_args(root, nested):
     pred = os.path.join(root, 'new', 'pred') if nested else os.path.join(
@@ -429,9 +416,9 @@ def test_a_refused_evaluation_leaves_nothing(data, tmp_path, capsys, nested):
         if message == 'evaluation checkpoint':  # of other options
             checkpoints.save_checkpoint(
                 stale, checkpoints.EvaluationState(19), 'other')
-        before = _tree(root)
+        before = folder_tree(root)
         _expect_user_error(capsys, argv + outputs, message)
-        assert _tree(root) == before, message
+        assert folder_tree(root) == before, message
 
 
 def test_a_bad_label_of_process_1_leaves_no_outputs(tmp_path):
@@ -461,7 +448,7 @@ def test_a_bad_label_of_process_1_leaves_no_outputs(tmp_path):
         assert len(errors) == 1, result.stderr
         assert errors[0].startswith('error: process 1: ')
         assert label_path in errors[0] and 'the value 9 ' in errors[0]
-        assert _tree(root) == ({'new': None} if nested else {})
+        assert folder_tree(root) == ({'new': None} if nested else {})
 
 
 def _broken_copy(data, tmp_path, index):
@@ -471,7 +458,7 @@ def _broken_copy(data, tmp_path, index):
     shutil.copytree(data['cityscapes'], copy)
     image = CityscapesSemanticSegmentationDataset(
         copy, split='val').img_paths[index]
-    content = _read(image)
+    content = read_bytes(image)
     with open(image, 'wb') as f:
         f.write(b'broken')
 
@@ -493,7 +480,7 @@ def test_a_run_failing_midway_without_checkpoint_removes_its_files(
         os.makedirs(root)
         _expect_user_error(capsys, argv + _output_args(root, nested),
                            'cannot read image')
-        assert _tree(root) == ({'new': None} if nested else {})
+        assert folder_tree(root) == ({'new': None} if nested else {})
     # A prediction folder of an earlier run: its files stay, new ones go.
     root = str(tmp_path / 'earlier')
     os.makedirs(os.path.join(root, 'pred', 'aachen'))
@@ -505,7 +492,7 @@ def test_a_run_failing_midway_without_checkpoint_removes_its_files(
         f.write(b'an earlier prediction')
     _expect_user_error(capsys, argv + _output_args(root, False),
                        'cannot read image')
-    tree = _tree(root)
+    tree = folder_tree(root)
     assert set(tree) == {'pred', 'pred/aachen', 'pred/' + names[0]}
     assert tree['pred/' + names[0]] != b'an earlier prediction'  # replaced
 
@@ -533,7 +520,7 @@ def test_a_run_failing_midway_keeps_its_checkpoint(data, tmp_path, capsys):
     os.makedirs(whole)
     script.main(argv + _output_args(whole, True))
     capsys.readouterr()
-    assert _tree(root) == _tree(whole)
+    assert folder_tree(root) == folder_tree(whole)
 
 
 def test_colour_folder_options(data, tmp_path, capsys):
@@ -575,7 +562,7 @@ def test_mpiexec_failing_midway_stops_together_and_cleans_up(data, tmp_path):
         assert len(errors) == 1, result.stderr
         assert errors[0].startswith('error: process 1: cannot read image')
         assert 'Traceback' not in result.stderr
-        tree = _tree(root)
+        tree = folder_tree(root)
         if interval != '0':
             assert tree == {'new': None}
             continue
@@ -595,4 +582,4 @@ def test_mpiexec_failing_midway_stops_together_and_cleans_up(data, tmp_path):
     result = _run(_args(data)[:-1] + [copy] + _output_args(whole, True),
                   mpi=2, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert _tree(root) == _tree(whole)
+    assert folder_tree(root) == folder_tree(whole)

@@ -19,7 +19,6 @@ category with ``crowd='class'``. An export file without ``annotations``
 is a split without labels (test only).
 """
 
-import json
 import os
 
 import numpy as np
@@ -38,14 +37,7 @@ def _load(path):
     if not os.path.isfile(path):
         raise UserError('COCO file {} does not exist; check the path'.format(
             path))
-    try:
-        with open(path, encoding='utf-8') as f:
-            data = json.load(f)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UserError('COCO file {} is not valid JSON ({}); export it '
-                        'again'.format(path, e))
-    except OSError as e:
-        raise UserError('cannot read COCO file {} ({})'.format(path, e))
+    data = export.read_json(path, 'COCO file', 'export it again')
     if not isinstance(data, dict) or not isinstance(data.get('images'), list):
         raise UserError('{} is not a COCO annotation file (no "images" '
                         'list); pass the export\'s instances JSON'.format(

@@ -9,6 +9,7 @@ the export is read; drawing happens when the dataset is written.
 
 import dataclasses
 import io
+import json
 import os
 import posixpath
 
@@ -81,6 +82,27 @@ class Export(object):
     colors: tuple
     splits: dict
     notes: list = dataclasses.field(default_factory=list)
+
+
+def read_json(path, what, fix):
+    """The JSON document of an export's file.
+
+    Args:
+        path (str): The file.
+        what (str): What it is, for messages (``'COCO file'``).
+        fix (str): What to do about a file that is no JSON.
+
+    Raises:
+        UserError: The file cannot be read or is no JSON.
+    """
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError('{} {} is not valid JSON ({}); {}'.format(
+            what, path, e, fix))
+    except OSError as e:
+        raise UserError('cannot read {} {} ({})'.format(what, path, e))
 
 
 def relative_name(text, where, what='file name'):

@@ -24,7 +24,6 @@ ignored pixels.
 import base64
 import binascii
 import io
-import json
 import math
 import os
 
@@ -46,14 +45,8 @@ SKIPPED = ('line', 'linestrip', 'point', 'points')
 
 
 def _load(path):
-    try:
-        with open(path, encoding='utf-8') as f:
-            data = json.load(f)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UserError('labelme file {} is not valid JSON ({}); save it '
-                        'again with labelme'.format(path, e))
-    except OSError as e:
-        raise UserError('cannot read labelme file {} ({})'.format(path, e))
+    data = export.read_json(path, 'labelme file',
+                            'save it again with labelme')
     if not isinstance(data, dict) or not isinstance(data.get('shapes'),
                                                      list):
         raise UserError('{} is not a labelme file (no "shapes" list); keep '
