@@ -11,8 +11,6 @@ import html.parser
 import io
 import os
 import shutil
-import subprocess
-import sys
 import urllib.parse
 
 import chainer
@@ -33,13 +31,10 @@ from pspnet.evaluations import report
 from tests.helpers import dataset_factory
 from tests.helpers import random_weights
 from tests.helpers.files import read_bytes
+from tests.helpers.eval_runs import MPIEXEC
+from tests.helpers.eval_runs import run_eval
 from tests.helpers.files import folder_tree
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MPIEXEC = os.path.join(os.path.dirname(sys.executable), 'mpiexec')
-# One BLAS thread in every process, so that one process and two compute
-# with the same arithmetic.
-ENV = dict(os.environ, OMP_NUM_THREADS='1', OPENBLAS_NUM_THREADS='1')
 
 
 # The numbers ---------------------------------------------------------------
@@ -343,16 +338,6 @@ def _args(data, *extra):
             '--no-flip', '--data-dir', data['cityscapes']] + list(extra)
 
 
-def _run(argv, mpi=0, timeout=300):
-    command = [sys.executable, os.path.join(REPO,
-                                            'eval_semantic_segmentation.py')]
-    if mpi:
-        command = [MPIEXEC, '-n', str(mpi)] + command
-    return subprocess.run(command + argv, cwd=REPO, env=ENV, timeout=timeout,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True)
-
-
 
 
 def _pixels(path):
@@ -368,12 +353,12 @@ def test_report_of_one_process_and_of_mpiexec_agree(data):
         pytest.skip('mpiexec of the mpich wheel not installed')
     root = data['root']
     one, two = str(root / 'one'), str(root / 'two')
-    result = _run(_args(data, '--report', one, '--report-worst', '3',
+    result = run_eval(_args(data, '--report', one, '--report-worst', '3',
                         '--json', str(root / 'one.json')))
     assert result.returncode == 0, result.stderr
     assert 'report in ' in result.stdout
     assert not glob.glob(str(root / 'one*.progress*'))
-    result = _run(_args(data, '--report', two, '--report-worst', '3'), mpi=2)
+    result = run_eval(_args(data, '--report', two, '--report-worst', '3'), mpi=2)
     assert result.returncode == 0, result.stderr
     one_tree, two_tree = folder_tree(one), folder_tree(two)
     assert set(one_tree) == set(two_tree)

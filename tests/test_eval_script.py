@@ -24,13 +24,12 @@ from pspnet.evaluations import calc_semantic_segmentation_confusion
 from tests.helpers import dataset_factory
 from tests.helpers import random_weights
 from tests.helpers.files import read_bytes
+from tests.helpers.eval_runs import ENV
+from tests.helpers.eval_runs import MPIEXEC
+from tests.helpers.eval_runs import REPO
+from tests.helpers.eval_runs import run_eval
 from tests.helpers.files import folder_tree
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MPIEXEC = os.path.join(os.path.dirname(sys.executable), 'mpiexec')
-# One BLAS thread in every process, so that one process and two compute
-# with the same arithmetic.
-ENV = dict(os.environ, OMP_NUM_THREADS='1', OPENBLAS_NUM_THREADS='1')
 
 
 @pytest.fixture(scope='module')
@@ -51,16 +50,6 @@ def _args(data, *extra):
             '--data-dir', data['cityscapes']] + list(extra)
 
 
-def _run(argv, mpi=0, timeout=300):
-    command = [sys.executable, os.path.join(REPO,
-                                            'eval_semantic_segmentation.py')]
-    if mpi:
-        command = [MPIEXEC, '-n', str(mpi)] + command
-    return subprocess.run(command + argv, cwd=REPO, env=ENV, timeout=timeout,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True)
-
-
 def _expect_user_error(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
         script.main(argv)
@@ -74,9 +63,9 @@ def test_one_process_and_mpiexec_agree(data):
         pytest.skip('mpiexec of the mpich wheel not installed')
     one_json = str(data['root'] / 'one.json')
     two_json = str(data['root'] / 'two.json')
-    one = _run(_args(data, '--json', one_json))
+    one = run_eval(_args(data, '--json', one_json))
     assert one.returncode == 0, one.stderr
-    two = _run(_args(data, '--json', two_json), mpi=2)
+    two = run_eval(_args(data, '--json', two_json), mpi=2)
     assert two.returncode == 0, two.stderr
     assert one.stdout == two.stdout
     with open(one_json) as f:
@@ -171,7 +160,7 @@ def test_user_errors(data, tmp_path, capsys):
 
 
 def test_missing_dataset_has_no_traceback(tmp_path):
-    result = _run(['--dataset', 'ade20k', '--model', 'pspnet_resnet50',
+    result = run_eval(['--dataset', 'ade20k', '--model', 'pspnet_resnet50',
                    '--data-dir', str(tmp_path), '--pretrained-model',
                    str(tmp_path / 'none.npz')])
     assert result.returncode == 2
@@ -184,7 +173,7 @@ def test_mpiexec_errors_end_every_process(data, tmp_path):
     if not os.path.exists(MPIEXEC):
         pytest.skip('mpiexec of the mpich wheel not installed')
     # The same error in every process: one message, clean exit.
-    result = _run(_args(data)[:-1] + [str(tmp_path)], mpi=2, timeout=120)
+    result = run_eval(_args(data)[:-1] + [str(tmp_path)], mpi=2, timeout=120)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines()
               if line.startswith('error: ')]
@@ -197,7 +186,7 @@ def test_mpiexec_errors_end_every_process(data, tmp_path):
     dataset = CityscapesSemanticSegmentationDataset(bad, split='val')
     with open(dataset.img_paths[1], 'wb') as f:
         f.write(b'broken')
-    result = _run(_args(data)[:-1] + [bad], mpi=2, timeout=120)
+    result = run_eval(_args(data)[:-1] + [bad], mpi=2, timeout=120)
     assert result.returncode != 0
     assert 'error: process 1: cannot read image' in result.stderr
     assert 'Traceback' not in result.stderr
@@ -282,7 +271,7 @@ def test_killed_evaluation_continues_bit_for_bit(resumable, processes):
     tag = 'n{}'.format(processes)
     whole_json, whole_pred = (str(root / (tag + '-whole.json')),
                               str(root / (tag + '-whole')))
-    result = _run(_resume_args(resumable, whole_json, whole_pred),
+    result = run_eval(_resume_args(resumable, whole_json, whole_pred),
                   mpi=processes if processes > 1 else 0)
     assert result.returncode == 0, result.stderr
 
@@ -298,7 +287,7 @@ def test_killed_evaluation_continues_bit_for_bit(resumable, processes):
     # Options that change the result are refused, naming them; nothing
     # is changed on disk.
     before = read_bytes(checkpoint)
-    refused = _run(argv + ['--scales', '0.75'],
+    refused = run_eval(argv + ['--scales', '0.75'],
                    mpi=processes if processes > 1 else 0)
     assert refused.returncode == 2
     errors = [line for line in refused.stderr.splitlines()
@@ -307,11 +296,11 @@ def test_killed_evaluation_continues_bit_for_bit(resumable, processes):
     assert 'Traceback' not in refused.stderr
     assert read_bytes(checkpoint) == before
     if processes > 1:
-        other = _run(argv)  # one process, checkpoints of two
+        other = run_eval(argv)  # one process, checkpoints of two
         assert other.returncode == 2
         assert 'another process count' in other.stderr
 
-    resumed = _run(argv, mpi=processes if processes > 1 else 0)
+    resumed = run_eval(argv, mpi=processes if processes > 1 else 0)
     assert resumed.returncode == 0, resumed.stderr
     assert 'continuing from' in resumed.stderr
     assert read_bytes(out) == read_bytes(whole_json)
@@ -326,7 +315,7 @@ def test_checkpoint_of_other_weights_is_refused(resumable, tmp_path):
     assert _kill_when(_start(argv), checkpoints.checkpoint_path(out), 1)
     weights = str(tmp_path / 'other.npz')
     shutil.copy(resumable['weights'], weights)
-    refused = _run(argv + ['--pretrained-model', weights])
+    refused = run_eval(argv + ['--pretrained-model', weights])
     assert refused.returncode == 2
     assert 'weights' in refused.stderr and 'delete' in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
@@ -370,7 +359,7 @@ def test_mpiexec_gpu_without_gpus_says_so(data):
         pytest.skip('mpiexec of the mpich wheel not installed')
     if device.gpu_count() > 0:
         pytest.skip('this machine has a GPU')
-    result = _run(_args(data, '--gpu', '0'), mpi=2, timeout=120)
+    result = run_eval(_args(data, '--gpu', '0'), mpi=2, timeout=120)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines()
               if line.startswith('error: ')]
@@ -439,7 +428,7 @@ def test_a_bad_label_of_process_1_leaves_no_outputs(tmp_path):
     root = str(tmp_path / 'outs')
     os.makedirs(root)
     for nested in (False, True):
-        result = _run(['--dataset', path, '--model', 'pspnet_resnet50',
+        result = run_eval(['--dataset', path, '--model', 'pspnet_resnet50',
                        '--pretrained-model', weights, '--input-size', '64'
                        ] + _output_args(root, nested), mpi=2, timeout=300)
         assert result.returncode == 2, result.stderr
@@ -555,7 +544,7 @@ def test_mpiexec_failing_midway_stops_together_and_cleans_up(data, tmp_path):
         os.makedirs(root)
         argv = _args(data)[:-1] + [copy, '--checkpoint-interval', interval
                                    ] + _output_args(root, True)
-        result = _run(argv, mpi=2, timeout=300)
+        result = run_eval(argv, mpi=2, timeout=300)
         assert result.returncode == 2, result.stderr
         errors = [line for line in result.stderr.splitlines()
                   if line.startswith('error: ')]
@@ -574,12 +563,12 @@ def test_mpiexec_failing_midway_stops_together_and_cleans_up(data, tmp_path):
         assert predictions == ['new/pred/aachen/aachen_000000_000019_'
                                'pred_labelIds.png']
     restore()
-    result = _run(argv, mpi=2, timeout=300)
+    result = run_eval(argv, mpi=2, timeout=300)
     assert result.returncode == 0, result.stderr
     assert 'continuing from' in result.stderr
     whole = str(tmp_path / 'whole')
     os.makedirs(whole)
-    result = _run(_args(data)[:-1] + [copy] + _output_args(whole, True),
+    result = run_eval(_args(data)[:-1] + [copy] + _output_args(whole, True),
                   mpi=2, timeout=300)
     assert result.returncode == 0, result.stderr
     assert folder_tree(root) == folder_tree(whole)
