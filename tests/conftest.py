@@ -1,7 +1,34 @@
-"""Fixtures several test files share."""
+"""Fixtures several test files share, and the suite's disk budget."""
+
+import shutil
 
 import chainer
 import pytest
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _remove_module_folders(request, tmp_path_factory):
+    """Remove what a test module made under the session's temporary folder
+    once its tests are done, unless one of them failed.
+
+    The training and export tests write whole PSPNets (a snapshot is about
+    400 MB), and pytest keeps the folders of ``tmp_path_factory`` until the
+    session ends: the suite would need over 20 GB of disk. Function-level
+    ``tmp_path`` folders of passed tests go at once
+    (``tmp_path_retention_policy = failed`` in pytest.ini); this takes the
+    module-level ones, so the suite needs the disk of its largest module.
+    """
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    failed = request.session.testsfailed
+    yield
+    if request.session.testsfailed != failed:
+        return
+    for path in set(base.iterdir()) - before:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 @pytest.fixture
