@@ -1,9 +1,30 @@
 """Fixtures several test files share, and the suite's disk budget."""
 
+import os
 import shutil
+import tempfile
 
 import chainer
 import pytest
+
+#: Disk the suite needs at its peak, in GB (tests/test_train_multi.py
+#: holds several finished training runs at once), with some room.
+DISK_NEEDED_GB = 8
+
+
+def pytest_report_header(config):
+    """The free disk where the tests write, in the header of every run:
+    a suite that runs out of it fails in whatever test comes next."""
+    folder = config.option.basetemp or tempfile.gettempdir()
+    while not os.path.exists(folder):
+        folder = os.path.dirname(os.path.abspath(folder))
+    free = shutil.disk_usage(folder).free / 1e9
+    line = 'disk: {:.1f} GB free in {}; the tests need about {} GB'.format(
+        free, folder, DISK_NEEDED_GB)
+    if free < DISK_NEEDED_GB:
+        line += (' (free some, or put their files elsewhere with '
+                 '--basetemp DIR)')
+    return line
 
 
 @pytest.fixture(scope='module', autouse=True)

@@ -206,9 +206,8 @@ def test_demo_runs_on_the_final_model(finished, data_dir, tmp_path):
     assert os.path.isfile(prefix + '_label.png')
 
 
-def test_killed_run_resumes_to_the_same_end(finished, data_dir,
-                                            tmp_path_factory):
-    out = str(tmp_path_factory.mktemp('killed'))
+def test_killed_run_resumes_to_the_same_end(finished, data_dir, tmp_path):
+    out = str(tmp_path / 'killed')
     snapshot = os.path.join(out, 'snapshot_iter_4.npz')
     # Loading in the training processes (--loaderjob 0) this time.
     process = subprocess.Popen(
