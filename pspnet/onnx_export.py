@@ -381,8 +381,9 @@ class ExportedSegmenter(object):
         Returns:
             list of numpy.ndarray: (H, W) int32 labels in [0, n_class).
         """
-        return [prediction.labels_of(self.predict_scores(img, progress))
-                for img in imgs]
+        return [prediction.predict_labels(
+            self._network_scores, img, self.input_size, self.n_class,
+            self.mean, self.scales, np, progress) for img in imgs]
 
 
 class OnnxRuntimeSegmenter(ExportedSegmenter):

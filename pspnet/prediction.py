@@ -99,23 +99,10 @@ def single_scale_scores(network_scores, img, input_size, n_class, mean,
     H, W = img.shape[1:]
     size = tuple(input_size)
     if uses_windows((H, W), size):
-        total = xp.zeros((n_class, H, W), dtype=np.float32)
-        count = xp.zeros((1, H, W), dtype=np.float32)
-        for corner in transforms.sliding_windows(H, W, size,
-                                                 window_stride(size)):
-            (iy, ix), (wy, wx) = transforms.window_slices(corner, size, H, W)
-            window = xp.zeros((1, 3) + size, dtype=np.float32)
-            # The mean is subtracted window by window: no second copy of
-            # a large image.
-            window[0, :, wy, wx] = xp.asarray(img[:, iy, ix] - mean)
-            for part in _parts(network_scores(window)):
-                total[:, iy, ix] += part[0, :, wy, wx]
-                count[:, iy, ix] += 1
-                del part
-            if progress is not None:
-                progress()
-        # In place: the scores of a large image are its largest array.
-        total /= count
+        total = xp.empty((n_class, H, W), dtype=np.float32)
+        for x0, x1, band in window_bands(network_scores, img, size, n_class,
+                                         mean, xp, progress):
+            total[:, :, x0:x1] = band
         return total
     fitted = transforms.resize_to_fit(img - mean, size)
     h, w = fitted.shape[1:]
@@ -135,6 +122,75 @@ def single_scale_scores(network_scores, img, input_size, n_class, mean,
     if (h, w) != (H, W):
         scores = F.resize_images(scores, (H, W)).array
     return scores[0]
+
+
+def window_bands(network_scores, img, input_size, n_class, mean, xp=np,
+                 progress=None):
+    """The averaged scores of the sliding windows of an image, band of
+    columns by band of columns, left to right, each as soon as no later
+    window reaches it.
+
+    The windows are visited column of windows by column of windows (top
+    to bottom in each), and their scores added in that order; only the
+    columns that a window of the current column of windows still reaches
+    are held, at most the input width, where the scores of the whole image
+    would be n_class x H x W.
+
+    Args:
+        network_scores, n_class, mean, xp, progress: See
+            :func:`single_scale_scores`.
+        img (numpy.ndarray): (3, H, W) float32 RGB in [0, 255], covered by
+            windows (:func:`uses_windows`).
+        input_size (tuple of ints): (h, w) of the network input.
+
+    Yields:
+        tuple: ``(x0, x1, scores)``: the image's columns ``x0:x1`` and
+        their (n_class, H, x1 - x0) float32 ``xp`` probabilities, a view
+        that the next band overwrites; the bands cover ``0:W`` in order.
+    """
+    H, W = img.shape[1:]
+    size = tuple(input_size)
+    columns = {}
+    for corner in transforms.sliding_windows(H, W, size, window_stride(size)):
+        columns.setdefault(corner[1], []).append(corner)
+    starts = sorted(columns)
+    # The columns held: from ``lo`` (the first not yet given) to at most
+    # the right edge of the current column of windows.
+    width = min(W, size[1])
+    total = xp.zeros((n_class, H, width), dtype=np.float32)
+    count = xp.zeros((1, H, width), dtype=np.float32)
+    lo = 0
+    for j, start in enumerate(starts):
+        for corner in columns[start]:
+            (iy, ix), (wy, wx) = transforms.window_slices(corner, size, H, W)
+            held = slice(ix.start - lo, ix.stop - lo)
+            window = xp.zeros((1, 3) + size, dtype=np.float32)
+            # The mean is subtracted window by window: no second copy of
+            # a large image.
+            window[0, :, wy, wx] = xp.asarray(img[:, iy, ix] - mean)
+            for part in _parts(network_scores(window)):
+                total[:, iy, held] += part[0, :, wy, wx]
+                count[:, iy, held] += 1
+                del part
+            if progress is not None:
+                progress()
+        # No later window reaches the columns left of the next start.
+        end = W if j + 1 == len(starts) else max(lo, starts[j + 1])
+        n = end - lo
+        if n == 0:
+            continue
+        band = total[:, :, :n]
+        band /= count[:, :, :n]
+        yield lo, end, band
+        # The columns still open move to the front, one class at a time
+        # (a copy of one class's columns at most).
+        keep = width - n
+        for c in range(n_class):
+            total[c, :, :keep] = total[c, :, n:].copy()
+        total[:, :, keep:] = 0
+        count[:, :, :keep] = count[:, :, n:].copy()
+        count[:, :, keep:] = 0
+        lo = end
 
 
 def _parts(scores):
@@ -163,6 +219,28 @@ def labels_of(scores):
     return labels
 
 
+def _checked_image(img):
+    img = np.asarray(chainer.backends.cuda.to_cpu(img), dtype=np.float32)
+    if img.ndim != 3 or img.shape[0] != 3 or 0 in img.shape:
+        raise ValueError('expected a (3, H, W) image, got shape {}'
+                         .format(img.shape))
+    return img
+
+
+def _counting(progress, shape, input_size, scales):
+    """``progress(done, total)`` as the no-argument call of each network
+    call (None stays None)."""
+    if progress is None:
+        return None
+    total = network_calls(shape, input_size, scales)
+    done = [0]
+
+    def step():
+        done[0] += 1
+        progress(done[0], total)
+    return step
+
+
 def predict_scores(network_scores, img, input_size, n_class, mean,
                    scales=None, xp=np, progress=None):
     """Class probabilities of one image, averaged over ``scales``.
@@ -180,21 +258,10 @@ def predict_scores(network_scores, img, input_size, n_class, mean,
     Returns:
         (n_class, H, W) float32 ``xp`` array of probabilities.
     """
-    img = np.asarray(chainer.backends.cuda.to_cpu(img), dtype=np.float32)
-    if img.ndim != 3 or img.shape[0] != 3 or 0 in img.shape:
-        raise ValueError('expected a (3, H, W) image, got shape {}'
-                         .format(img.shape))
+    img = _checked_image(img)
     H, W = img.shape[1:]
-    step = None
-    if progress is not None:
-        total = network_calls((H, W), input_size, scales)
-        done = [0]
-
-        def step():
-            done[0] += 1
-            progress(done[0], total)
-
-    kwargs = dict(xp=xp, progress=step)
+    kwargs = dict(xp=xp, progress=_counting(progress, (H, W), input_size,
+                                            scales))
     if not scales:
         return single_scale_scores(network_scores, img, input_size, n_class,
                                    mean, **kwargs)
@@ -208,3 +275,40 @@ def predict_scores(network_scores, img, input_size, n_class, mean,
             scores = F.resize_images(scores[None], (H, W)).array[0]
         result = scores if result is None else result + scores
     return result / len(scales)
+
+
+def _labels(scores, xp):
+    if xp is np:
+        return labels_of(scores)
+    return chainer.backends.cuda.to_cpu(scores.argmax(axis=0).astype(
+        np.int32))
+
+
+def predict_labels(network_scores, img, input_size, n_class, mean,
+                   scales=None, xp=np, progress=None):
+    """The labels of one image: those of :func:`predict_scores`, exactly
+    (the first class among equal scores), without holding the scores of
+    the whole image where it can: an image covered by windows at its own
+    scale is labelled band by band as its windows are done
+    (:func:`window_bands`), holding the scores of at most the input width
+    of its columns.
+
+    Args:
+        network_scores, img, input_size, n_class, mean, scales, xp,
+        progress: See :func:`predict_scores`.
+
+    Returns:
+        numpy.ndarray: (H, W) int32 labels in [0, n_class).
+    """
+    img = _checked_image(img)
+    H, W = img.shape[1:]
+    if scales or not uses_windows((H, W), input_size):
+        return _labels(predict_scores(network_scores, img, input_size,
+                                      n_class, mean, scales, xp, progress),
+                       xp)
+    labels = np.empty((H, W), dtype=np.int32)
+    for x0, x1, band in window_bands(
+            network_scores, img, input_size, n_class, mean, xp,
+            _counting(progress, (H, W), input_size, None)):
+        labels[:, x0:x1] = _labels(band, xp)
+    return labels

@@ -1,6 +1,7 @@
 """Whole-image prediction: every pixel of every image shape is covered by
 the network's windows, on the plain and the fast path."""
 
+import tracemalloc
 import weakref
 
 import numpy as np
@@ -156,3 +157,118 @@ def test_scores_given_in_parts_average_and_are_held_one_at_a_time():
         assert len(held) == prediction.network_calls((H, W), size)
         if prediction.uses_windows((H, W), size):
             assert not any(held), held
+
+
+def _linear_network(rng, n_class, levels=None):
+    """Softmax scores of a random linear map of the window's pixels: a
+    deterministic function of what the window holds. With ``levels``,
+    the logits are rounded to that many steps, so that equal scores (ties
+    between classes) are common."""
+    weights = rng.normal(size=(n_class, 3)).astype(np.float32)
+
+    def scores_of(x):
+        y = np.einsum('kc,bchw->bkhw', weights, x) / 50
+        if levels:
+            y = np.round(y * levels) / levels
+        e = np.exp(y - y.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def parts(x):
+        yield scores_of(x)
+        yield scores_of(x[:, :, :, ::-1])[:, :, :, ::-1]
+    return parts
+
+
+def _whole_image_scores(network_scores, img, size, n_class, mean):
+    """The averaged window scores with the whole image's array, written
+    plainly (the windows in any order; sums differ in the last bits)."""
+    H, W = img.shape[1:]
+    total = np.zeros((n_class, H, W), np.float64)
+    count = np.zeros((H, W), np.float64)
+    for corner in transforms.sliding_windows(
+            H, W, size, prediction.window_stride(size)):
+        (iy, ix), (wy, wx) = transforms.window_slices(corner, size, H, W)
+        window = np.zeros((1, 3) + size, np.float32)
+        window[0, :, wy, wx] = img[:, iy, ix] - mean
+        for part in network_scores(window):
+            total[:, iy, ix] += part[0, :, wy, wx]
+            count[iy, ix] += 1
+    return total / count
+
+
+def test_labels_band_by_band_are_the_labels_of_the_scores():
+    """predict_labels labels an image covered by windows band by band:
+    exactly the labels of predict_scores (ties among classes included),
+    whose scores are the plain average of the windows', at random shapes
+    (wide, tall, thinner than a window) and input sizes."""
+    rng = np.random.RandomState(5)
+    windowed = 0
+    for k in range(40):
+        size = (int(rng.randint(8, 40)), int(rng.randint(8, 40)))
+        H = int(rng.randint(1, 4 * size[0]))
+        W = int(rng.randint(1, 4 * size[1]))
+        if k % 4 == 0:
+            H = int(rng.randint(1, size[0] + 1))  # one row of windows
+        n_class = int(rng.randint(2, 7))
+        network = _linear_network(rng, n_class, levels=4 if k % 2 else None)
+        img = rng.uniform(0, 255, (3, H, W)).astype(np.float32)
+        mean = rng.uniform(0, 255, (3, 1, 1)).astype(np.float32)
+        scores = prediction.predict_scores(network, img, size, n_class,
+                                           mean)
+        labels = prediction.predict_labels(network, img, size, n_class,
+                                           mean)
+        assert labels.shape == (H, W) and labels.dtype == np.int32
+        np.testing.assert_array_equal(labels, prediction.labels_of(scores))
+        np.testing.assert_array_equal(labels, scores.argmax(axis=0))
+        if not prediction.uses_windows((H, W), size):
+            continue  # one canvas: no bands
+        windowed += 1
+        np.testing.assert_allclose(
+            scores, _whole_image_scores(network, img, size, n_class, mean),
+            rtol=1e-6, atol=1e-7)
+    assert windowed >= 25
+
+
+@pytest.mark.parametrize('shape', [(40, 900), (900, 40), (300, 300)])
+def test_labels_hold_the_scores_of_at_most_the_input_width(shape):
+    """The largest arrays predict_labels allocates (traced by
+    tracemalloc) are the scores of the columns that windows still reach,
+    at most n_class x H x input width, where predict_scores holds those of
+    the whole image."""
+    rng = np.random.RandomState(6)
+    size, n_class = (32, 32), 10
+    network = _linear_network(rng, n_class)
+    img = rng.uniform(0, 255, (3,) + shape).astype(np.float32)
+    mean = np.zeros((3, 1, 1), np.float32)
+    H, W = shape
+    peaks = {}
+    for name, function in (('labels', prediction.predict_labels),
+                           ('scores', prediction.predict_scores)):
+        tracemalloc.start()
+        result = function(network, img, size, n_class, mean)
+        peaks[name] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        del result
+    whole = n_class * H * W * 4
+    held = n_class * H * min(W, size[1]) * 4
+    assert peaks['scores'] >= whole
+    # The held columns, their count, the labels, one window's scores and
+    # the shift of one class's columns.
+    assert peaks['labels'] <= held * 1.2 + H * W * 5 + 3 * n_class * 32 * 32 \
+        * 4 + 64 * 1024, (peaks, held)
+    if W > 4 * size[1]:
+        assert peaks['labels'] < whole / 2
+
+
+def test_the_link_predicts_the_labels_of_its_scores(model):
+    """PSPNet.predict (fast path and Chainer's) gives the labels of
+    predict_scores exactly, on an image covered by windows."""
+    img = smooth_image(np.random.RandomState(7), (70, 150))
+    try:
+        for fast in (True, False):
+            model.fast_inference = fast
+            labels, = model.predict([img])
+            np.testing.assert_array_equal(
+                labels, prediction.labels_of(model.predict_scores(img)))
+    finally:
+        model.fast_inference = True

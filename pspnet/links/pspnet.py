@@ -210,12 +210,11 @@ class PSPNet(chainer.Chain):
             list of numpy.ndarray: (H, W) int32 labels in [0, n_class), one
             per image, each of its image's size.
         """
-        labels = []
-        for img in imgs:
-            scores = self.predict_scores(img, progress)
-            labels.append(chainer.backends.cuda.to_cpu(
-                scores.argmax(axis=0).astype(np.int32)))
-        return labels
+        with chainer.using_config('train', False), \
+                chainer.no_backprop_mode():
+            return [prediction.predict_labels(
+                self._network_scores, img, self.input_size, self.n_class,
+                self.mean, self.scales, self.xp, progress) for img in imgs]
 
     def predict_scores(self, img, progress=None):
         """Class probabilities of one image, averaged over scales (and flips).
