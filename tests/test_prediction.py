@@ -160,14 +160,17 @@ def test_scores_given_in_parts_average_and_are_held_one_at_a_time():
 
 
 def _linear_network(rng, n_class, levels=None):
-    """Softmax scores of a random linear map of the window's pixels: a
-    deterministic function of what the window holds. With ``levels``,
-    the logits are rounded to that many steps, so that equal scores (ties
-    between classes) are common."""
+    """Softmax scores of a random linear map of the window's pixels plus
+    a term that grows with the column (so that a flipped window's scores
+    differ from the window's): a deterministic function of what the
+    window holds. With ``levels``, the logits are rounded to that many
+    steps, so that equal scores (ties between classes) are common."""
     weights = rng.normal(size=(n_class, 3)).astype(np.float32)
+    slopes = rng.normal(size=(1, n_class, 1, 1)).astype(np.float32)
 
     def scores_of(x):
         y = np.einsum('kc,bchw->bkhw', weights, x) / 50
+        y = y + slopes * np.linspace(-2, 2, x.shape[3], dtype=np.float32)
         if levels:
             y = np.round(y * levels) / levels
         e = np.exp(y - y.max(axis=1, keepdims=True))
@@ -272,3 +275,4 @@ def test_the_link_predicts_the_labels_of_its_scores(model):
                 labels, prediction.labels_of(model.predict_scores(img)))
     finally:
         model.fast_inference = True
+
