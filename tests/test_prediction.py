@@ -275,4 +275,3 @@ def test_the_link_predicts_the_labels_of_its_scores(model):
                 labels, prediction.labels_of(model.predict_scores(img)))
     finally:
         model.fast_inference = True
-
